@@ -52,8 +52,8 @@ const CURRENCIES: &[(&str, u8)] = &[
 ];
 
 /// A currency known to the platform. Construct with [`Currency::parse`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct Currency {
     code: &'static str,
     exponent: u8,
@@ -140,10 +140,10 @@ impl Currency {
     }
 }
 
-impl TryFrom<String> for Currency {
-    type Error = String;
-    fn try_from(code: String) -> Result<Self, String> {
-        Currency::parse(&code)
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Currency::parse(&code).map_err(serde::de::Error::custom)
     }
 }
 

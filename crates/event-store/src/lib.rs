@@ -1,1 +1,201 @@
+//! The event store port and its adapters.
+//!
+//! One append-only log of events. Each event belongs to a stream (an order)
+//! with a contiguous per-stream `version`, and has a `global_position` in the
+//! whole log. An append is atomic: all events of one command and its
+//! idempotency record commit together or not at all.
+//!
+//! Consumers read the global log through [`EventStore::read_log`], which is
+//! *gap-safe*: it never returns a position past a write that may still commit.
+//! How each adapter guarantees that is documented on the adapter.
 
+mod postgres;
+mod sqlite;
+
+pub mod conformance;
+
+pub use postgres::PostgresEventStore;
+pub use sqlite::SqliteEventStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An event about to be appended.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+    pub actor: String,
+}
+
+/// Where a command came from; stored on every event it produced.
+#[derive(Clone, Debug, Default)]
+pub struct CommandMetadata {
+    /// The command's own id; becomes each event's `causationId`.
+    pub command_id: Uuid,
+    pub correlation_id: String,
+    /// W3C `traceparent` of the request, when there was one.
+    pub traceparent: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The response to a command, stored with its events so that a retry with the
+/// same idempotency key gets the very same answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    /// Digest of the request the key was first used with.
+    pub request_hash: String,
+    pub status: u16,
+    /// Whatever the command service needs to rebuild the response.
+    pub response: serde_json::Value,
+}
+
+/// One command's worth of events.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    pub stream_id: Uuid,
+    /// The stream's version the command was decided against (0: the stream must not exist).
+    pub expected_version: u64,
+    pub events: Vec<NewEvent>,
+    pub metadata: CommandMetadata,
+    /// Scoped idempotency key and the response to keep under it.
+    pub idempotency: Option<(String, StoredResponse)>,
+}
+
+/// What an append committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub last_version: u64,
+    pub last_position: i64,
+    /// Covers this append and every append acknowledged before it.
+    pub consistency_token: ConsistencyToken,
+}
+
+/// An event as stored, with its envelope (DESIGN.md §3.2).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    pub stream_id: Uuid,
+    pub version: u64,
+    pub global_position: i64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+    pub occurred_at: DateTime<Utc>,
+    pub actor: String,
+    pub correlation_id: String,
+    pub causation_id: Uuid,
+    pub traceparent: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A point in the global log in the adapter's delivery order. Consumers store
+/// it as their checkpoint and hand it back to resume; its parts mean nothing
+/// outside the adapter that produced it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogCursor {
+    pub commit: u64,
+    pub position: i64,
+}
+
+/// A watermark in the log: a token `t` is covered by a reader once the reader's
+/// [`LogBatch::covered`] is at least `t`. Opaque to clients; stable across restarts.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ConsistencyToken(pub u64);
+
+/// One read of the global log.
+#[derive(Clone, Debug)]
+pub struct LogBatch {
+    pub events: Vec<RecordedEvent>,
+    /// Resume from here.
+    pub next: LogCursor,
+    /// Every write whose token is at most this has been returned by this read or earlier ones.
+    pub covered: ConsistencyToken,
+}
+
+/// A cached state of a stream; an optimisation only.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub stream_id: Uuid,
+    pub version: u64,
+    /// Identifies the code that wrote `state`; readers ignore snapshots of other layouts.
+    pub schema: String,
+    pub state: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {stream_id} is at version {actual}, expected {expected}")]
+    Conflict {
+        stream_id: Uuid,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("idempotency key is already used")]
+    IdempotencyKeyTaken,
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    #[error("event store holds data it cannot read: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The event store port.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends atomically, checking `expected_version` and the idempotency key.
+    async fn append(&self, request: AppendRequest) -> Result<Appended>;
+
+    /// Events of one stream with `after < version <= up_to`, in version order.
+    async fn read_stream(
+        &self,
+        stream_id: Uuid,
+        after: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<RecordedEvent>>;
+
+    /// Up to `limit` events of the global log after `after`, gap-safely.
+    async fn read_log(&self, after: LogCursor, limit: usize) -> Result<LogBatch>;
+
+    /// The response stored under a scoped idempotency key.
+    async fn find_response(&self, key: &str) -> Result<Option<StoredResponse>>;
+
+    async fn load_snapshot(&self, stream_id: Uuid) -> Result<Option<Snapshot>>;
+
+    /// Saves a snapshot unless a newer one exists.
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
+
+    /// Checks the store answers; used by readiness probes.
+    async fn ping(&self) -> Result<()>;
+
+    /// Short adapter name for logs and metrics ("sqlite", "postgres").
+    fn kind(&self) -> &'static str;
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}: {v}")))
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Unavailable(format!("version {v} out of range")))
+}

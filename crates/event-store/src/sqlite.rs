@@ -1,0 +1,266 @@
+//! SQLite adapter: the embedded default.
+//!
+//! Gap safety comes for free here: this process is the only writer (the data
+//! dir is locked by the binary), appends are serialised by `write_gate` and run
+//! in `BEGIN IMMEDIATE` transactions, so global positions become visible in
+//! increasing order and a reader can never see position `n + 1` before `n`.
+//! The consistency token is therefore simply the last position appended.
+
+use crate::{
+    AppendRequest, Appended, ConsistencyToken, EventStore, LogBatch, LogCursor, RecordedEvent,
+    Result, Snapshot, StoreError, StoredResponse, to_i64, to_u64,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteEventStore {
+    pool: SqlitePool,
+    write_gate: Mutex<()>,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if needed) the store in `path` and runs its migrations.
+    pub async fn open(path: &Path) -> Result<SqliteEventStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged command survives power loss, not just a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        Self::connect(options).await
+    }
+
+    async fn connect(options: SqliteConnectOptions) -> Result<SqliteEventStore> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            // An in-memory database lives as long as one connection does.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrating the event store: {e}")))?;
+        Ok(SqliteEventStore {
+            pool,
+            write_gate: Mutex::new(()),
+        })
+    }
+
+    async fn current_version(tx: &mut Transaction<'_, Sqlite>, stream: &str) -> Result<u64> {
+        let v: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
+        )
+        .bind(stream)
+        .fetch_one(&mut **tx)
+        .await?;
+        to_u64(v, "version")
+    }
+}
+
+const EVENT_COLUMNS: &str = "global_position, event_id, stream_id, version, event_type, \
+     schema_version, data, occurred_at, actor, correlation_id, causation_id, traceparent, \
+     idempotency_key";
+
+fn decode(row: &SqliteRow) -> Result<RecordedEvent> {
+    let uuid = |col: &str| -> Result<Uuid> {
+        let text: String = row.try_get(col)?;
+        Uuid::parse_str(&text).map_err(|e| StoreError::Corrupt(format!("{col} {text:?}: {e}")))
+    };
+    let data: String = row.try_get("data")?;
+    Ok(RecordedEvent {
+        event_id: uuid("event_id")?,
+        stream_id: uuid("stream_id")?,
+        version: to_u64(row.try_get("version")?, "version")?,
+        global_position: row.try_get("global_position")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get::<i64, _>("schema_version")? as u32,
+        data: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?,
+        occurred_at: row.try_get::<DateTime<Utc>, _>("occurred_at")?,
+        actor: row.try_get("actor")?,
+        correlation_id: row.try_get("correlation_id")?,
+        causation_id: uuid("causation_id")?,
+        traceparent: row.try_get("traceparent")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<Appended> {
+        let _writer = self.write_gate.lock().await;
+        let stream = request.stream_id.to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+
+        let actual = Self::current_version(&mut tx, &stream).await?;
+        if actual != request.expected_version {
+            return Err(StoreError::Conflict {
+                stream_id: request.stream_id,
+                expected: request.expected_version,
+                actual,
+            });
+        }
+        if let Some((key, stored)) = &request.idempotency {
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency (key, request_hash, status, response, created_at) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(&stored.request_hash)
+            .bind(i64::from(stored.status))
+            .bind(stored.response.to_string())
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(StoreError::IdempotencyKeyTaken);
+            }
+        }
+
+        let mut version = actual;
+        let mut last_position = 0;
+        let meta = &request.metadata;
+        for event in &request.events {
+            version += 1;
+            last_position = sqlx::query_scalar(&format!(
+                "INSERT INTO events ({EVENT_COLUMNS}) \
+                 VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING global_position"
+            ))
+            .bind(event.event_id.to_string())
+            .bind(&stream)
+            .bind(to_i64(version)?)
+            .bind(&event.event_type)
+            .bind(i64::from(event.schema_version))
+            .bind(event.data.to_string())
+            .bind(event.occurred_at)
+            .bind(&event.actor)
+            .bind(&meta.correlation_id)
+            .bind(meta.command_id.to_string())
+            .bind(&meta.traceparent)
+            .bind(&meta.idempotency_key)
+            .fetch_one(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Appended {
+            last_version: version,
+            last_position,
+            consistency_token: ConsistencyToken(last_position as u64),
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: Uuid,
+        after: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<RecordedEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE stream_id = ? AND version > ? AND version <= ? ORDER BY version"
+        ))
+        .bind(stream_id.to_string())
+        .bind(to_i64(after)?)
+        .bind(up_to.map_or(Ok(i64::MAX), to_i64)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_log(&self, after: LogCursor, limit: usize) -> Result<LogBatch> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > ? \
+             ORDER BY global_position LIMIT ?"
+        ))
+        .bind(after.position)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let events = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let next = events.last().map_or(after, |e| LogCursor {
+            commit: e.global_position as u64,
+            position: e.global_position,
+        });
+        Ok(LogBatch {
+            events,
+            next,
+            covered: ConsistencyToken(next.position.max(0) as u64),
+        })
+    }
+
+    async fn find_response(&self, key: &str) -> Result<Option<StoredResponse>> {
+        let row = sqlx::query("SELECT request_hash, status, response FROM idempotency WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let response: String = row.try_get("response")?;
+            Ok(StoredResponse {
+                request_hash: row.try_get("request_hash")?,
+                status: row.try_get::<i64, _>("status")? as u16,
+                response: serde_json::from_str(&response)
+                    .map_err(|e| StoreError::Corrupt(format!("stored response: {e}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn load_snapshot(&self, stream_id: Uuid) -> Result<Option<Snapshot>> {
+        let row = sqlx::query("SELECT version, schema, state FROM snapshots WHERE stream_id = ?")
+            .bind(stream_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let state: String = row.try_get("state")?;
+            Ok(Snapshot {
+                stream_id,
+                version: to_u64(row.try_get("version")?, "snapshot version")?,
+                schema: row.try_get("schema")?,
+                state: serde_json::from_str(&state)
+                    .map_err(|e| StoreError::Corrupt(format!("snapshot state: {e}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        let _writer = self.write_gate.lock().await;
+        sqlx::query(
+            "INSERT INTO snapshots (stream_id, version, schema, state) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+             schema = excluded.schema, state = excluded.state \
+             WHERE excluded.version > snapshots.version OR excluded.schema <> snapshots.schema",
+        )
+        .bind(snapshot.stream_id.to_string())
+        .bind(to_i64(snapshot.version)?)
+        .bind(&snapshot.schema)
+        .bind(snapshot.state.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+}
