@@ -1,0 +1,462 @@
+//! SQLite read store: the embedded default, with FTS5 full-text search.
+//!
+//! One `orders` row per order holds the full domain `Order` as JSON (`doc`, the
+//! state the projector evolves) next to copies of the fields queries filter and
+//! sort on. `orders_fts` holds one search row per order under the same rowid.
+//! Writes (`apply`, `reset`) are serialised in-process and run in
+//! `BEGIN IMMEDIATE` transactions, so a batch and its checkpoint commit together.
+
+use crate::cursor::{self, Key, time_key};
+use crate::search::{self, SearchQuery};
+use crate::{
+    Checkpoint, CurrencyStats, OrderFilter, OrderView, Page, PageRequest, ReadError, ReadStore,
+    SortOrder, Stats,
+};
+use async_trait::async_trait;
+use order_domain::{Currency, Event, EventPayload, Order, OrderStatus, evolve};
+use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Event types the domain knows. One of these that does not decode is corrupt
+/// data and stops the projection; any other type is from newer code and is skipped.
+const KNOWN_EVENT_TYPES: [&str; 7] = [
+    "OrderCreated",
+    "ItemAdded",
+    "ItemRemoved",
+    "OrderApproved",
+    "OrderRejected",
+    "OrderShipped",
+    "OrderCanceled",
+];
+
+pub struct SqliteReadStore {
+    pool: SqlitePool,
+    write_gate: Mutex<()>,
+}
+
+impl SqliteReadStore {
+    /// Opens (creating if needed) the read store in `path` and runs its migrations.
+    ///
+    /// Give it a file of its own, not the event store's: both keep their schema
+    /// versions in sqlx's migration table.
+    pub async fn open(path: &Path) -> Result<SqliteReadStore, ReadError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| ReadError::Unavailable(format!("migrating the read store: {e}")))?;
+        Ok(SqliteReadStore {
+            pool,
+            write_gate: Mutex::new(()),
+        })
+    }
+}
+
+/// An order loaded into a batch: its rowid if stored, its state, whether to write it back.
+struct Slot {
+    rowid: Option<i64>,
+    order: Option<Order>,
+    dirty: bool,
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64, ReadError> {
+    i64::try_from(v).map_err(|_| ReadError::Unavailable(format!("{what} {v} is out of range")))
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, ReadError> {
+    u64::try_from(v).map_err(|_| ReadError::Corrupt(format!("negative {what}: {v}")))
+}
+
+fn decode_doc(doc: &str) -> Result<Order, ReadError> {
+    serde_json::from_str(doc).map_err(|e| ReadError::Corrupt(format!("stored order: {e}")))
+}
+
+async fn load(tx: &mut Transaction<'_, Sqlite>, order_id: Uuid) -> Result<Slot, ReadError> {
+    let row = sqlx::query("SELECT rowid, doc FROM orders WHERE order_id = ?")
+        .bind(order_id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    match row {
+        None => Ok(Slot {
+            rowid: None,
+            order: None,
+            dirty: false,
+        }),
+        Some(row) => Ok(Slot {
+            rowid: Some(row.try_get(0)?),
+            order: Some(decode_doc(row.try_get(1)?)?),
+            dirty: false,
+        }),
+    }
+}
+
+/// Folds `event` into `slot` unless it is not the next event of that order.
+fn apply_one(slot: &mut Slot, event: &RecordedEvent) -> Result<(), ReadError> {
+    let stored = slot.order.as_ref().map_or(0, |o| o.version);
+    if event.version != stored + 1 {
+        if event.version > stored + 1 {
+            tracing::warn!(
+                order_id = %event.stream_id,
+                event_version = event.version,
+                stored_version = stored,
+                global_position = event.global_position,
+                "event skipped: it is ahead of the stored order; earlier events are missing"
+            );
+        }
+        return Ok(());
+    }
+    let payload = match EventPayload::from_stored(&event.event_type, &event.data) {
+        Ok(payload) => payload,
+        Err(e) if KNOWN_EVENT_TYPES.contains(&event.event_type.as_str()) => {
+            return Err(ReadError::Corrupt(format!(
+                "event {} ({} v{} of order {}) does not decode: {e}",
+                event.event_id, event.event_type, event.version, event.stream_id
+            )));
+        }
+        Err(e) => {
+            tracing::warn!(
+                order_id = %event.stream_id,
+                event_type = %event.event_type,
+                event_version = event.version,
+                global_position = event.global_position,
+                error = %e,
+                "event of an unknown type skipped"
+            );
+            // Count it, so the order's later events still line up with its version.
+            if let Some(order) = slot.order.as_mut() {
+                order.version += 1;
+                slot.dirty = true;
+            }
+            return Ok(());
+        }
+    };
+    let domain_event = Event {
+        payload,
+        occurred_at: event.occurred_at,
+        actor: event.actor.clone(),
+    };
+    let evolved = evolve(slot.order.take(), &domain_event);
+    if let Some(order) = &evolved
+        && order.id != event.stream_id
+    {
+        return Err(ReadError::Corrupt(format!(
+            "event {} of stream {} creates order {}",
+            event.event_id, event.stream_id, order.id
+        )));
+    }
+    slot.order = evolved;
+    slot.dirty = true;
+    Ok(())
+}
+
+async fn write(
+    tx: &mut Transaction<'_, Sqlite>,
+    rowid: Option<i64>,
+    order: &Order,
+) -> Result<(), ReadError> {
+    let doc = serde_json::to_string(order)
+        .map_err(|e| ReadError::Unavailable(format!("encoding order {}: {e}", order.id)))?;
+    let order_id = order.id.to_string();
+    let version = to_i64(order.version, "version")?;
+    let terms = search::terms(order);
+    match rowid {
+        Some(rowid) => {
+            sqlx::query(
+                "UPDATE orders SET customer_id = ?, status = ?, currency = ?, total_minor = ?, \
+                 version = ?, created_at = ?, updated_at = ?, doc = ? WHERE rowid = ?",
+            )
+            .bind(&order.customer_id)
+            .bind(order.status.as_str())
+            .bind(order.currency.code())
+            .bind(order.total)
+            .bind(version)
+            .bind(time_key(&order.created_at))
+            .bind(time_key(&order.updated_at))
+            .bind(&doc)
+            .bind(rowid)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE orders_fts SET order_id = ?, customer_id = ?, terms = ? WHERE rowid = ?",
+            )
+            .bind(&order_id)
+            .bind(&order.customer_id)
+            .bind(&terms)
+            .bind(rowid)
+            .execute(&mut **tx)
+            .await?;
+        }
+        None => {
+            let rowid: i64 = sqlx::query_scalar(
+                "INSERT INTO orders (order_id, customer_id, status, currency, total_minor, \
+                 version, created_at, updated_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 RETURNING rowid",
+            )
+            .bind(&order_id)
+            .bind(&order.customer_id)
+            .bind(order.status.as_str())
+            .bind(order.currency.code())
+            .bind(order.total)
+            .bind(version)
+            .bind(time_key(&order.created_at))
+            .bind(time_key(&order.updated_at))
+            .bind(&doc)
+            .fetch_one(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO orders_fts (rowid, order_id, customer_id, terms) VALUES (?, ?, ?, ?)",
+            )
+            .bind(rowid)
+            .bind(&order_id)
+            .bind(&order.customer_id)
+            .bind(&terms)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn store_checkpoint(
+    tx: &mut Transaction<'_, Sqlite>,
+    checkpoint: Checkpoint,
+) -> Result<(), ReadError> {
+    sqlx::query("UPDATE checkpoint SET \"commit\" = ?, position = ?, covered = ? WHERE id = 1")
+        .bind(to_i64(checkpoint.cursor.commit, "checkpoint commit")?)
+        .bind(checkpoint.cursor.position)
+        .bind(to_i64(checkpoint.covered.0, "checkpoint covered")?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Appends ` AND …` for every filter. The query must select from `orders`.
+fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, filter: &OrderFilter) -> Result<(), ReadError> {
+    if let Some(customer) = &filter.customer_id {
+        qb.push(" AND customer_id = ").push_bind(customer.clone());
+    }
+    if let Some(status) = filter.status {
+        qb.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(from) = &filter.created_from {
+        qb.push(" AND created_at >= ").push_bind(time_key(from));
+    }
+    if let Some(to) = &filter.created_to {
+        qb.push(" AND created_at < ").push_bind(time_key(to));
+    }
+    if let Some(text) = &filter.text {
+        let query = SearchQuery::parse(text)?;
+        qb.push(" AND (order_id = ")
+            .push_bind(query.exact_order_id)
+            .push(" OR customer_id = ")
+            .push_bind(query.exact);
+        if let Some(fts) = query.fts {
+            qb.push(" OR rowid IN (SELECT rowid FROM orders_fts WHERE orders_fts MATCH ")
+                .push_bind(fts)
+                .push(")");
+        }
+        qb.push(")");
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ReadStore for SqliteReadStore {
+    async fn get(&self, order_id: Uuid) -> Result<Option<OrderView>, ReadError> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM orders WHERE order_id = ?")
+            .bind(order_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        doc.map(|doc| decode_doc(&doc).map(|order| OrderView::from(&order)))
+            .transpose()
+    }
+
+    async fn list(&self, filter: &OrderFilter, page: &PageRequest) -> Result<Page, ReadError> {
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| cursor::decode(page.sort, c))
+            .transpose()?;
+        let (cmp, dir) = match page.sort {
+            SortOrder::Asc => (">", "ASC"),
+            SortOrder::Desc => ("<", "DESC"),
+        };
+        let limit = page.limit.max(1);
+        let mut qb = QueryBuilder::new("SELECT doc, created_at, order_id FROM orders WHERE 1 = 1");
+        push_filter(&mut qb, filter)?;
+        if let Some(key) = after {
+            qb.push(format_args!(" AND (created_at, order_id) {cmp} ("))
+                .push_bind(key.created_at)
+                .push(", ")
+                .push_bind(key.order_id)
+                .push(")");
+        }
+        qb.push(format_args!(
+            " ORDER BY created_at {dir}, order_id {dir} LIMIT "
+        ))
+        // One more than asked: whether it exists says if there is a next page.
+        .push_bind(i64::from(limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+
+        let more = rows.len() > limit as usize;
+        let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut last = None;
+        for row in rows.iter().take(limit as usize) {
+            let doc: String = row.try_get(0)?;
+            items.push(OrderView::from(&decode_doc(&doc)?));
+            last = Some(Key {
+                created_at: row.try_get(1)?,
+                order_id: row.try_get(2)?,
+            });
+        }
+        let next_cursor = match last {
+            Some(key) if more => Some(cursor::encode(page.sort, &key)),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn stats(&self, filter: &OrderFilter) -> Result<Stats, ReadError> {
+        // SUM over i64 totals could overflow (SQLite then errors). Summing the high
+        // and low parts separately cannot for any realistic row count, and the
+        // parts recombine exactly in i128: t = (t / 1e9) * 1e9 + t % 1e9.
+        const SPLIT: i128 = 1_000_000_000;
+        let mut qb = QueryBuilder::new(
+            "SELECT status, currency, COUNT(*), SUM(total_minor / 1000000000), \
+             SUM(total_minor % 1000000000) FROM orders WHERE 1 = 1",
+        );
+        push_filter(&mut qb, filter)?;
+        qb.push(" GROUP BY status, currency");
+        let rows = qb.build().fetch_all(&self.pool).await?;
+
+        let mut by_status: BTreeMap<String, u64> = OrderStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
+        let mut sums: BTreeMap<String, (Currency, u64, i128)> = BTreeMap::new();
+        for row in &rows {
+            let status_text: String = row.try_get(0)?;
+            let status = OrderStatus::parse(&status_text)
+                .ok_or_else(|| ReadError::Corrupt(format!("unknown status {status_text:?}")))?;
+            let code: String = row.try_get(1)?;
+            let currency = Currency::parse(&code)
+                .map_err(|e| ReadError::Corrupt(format!("stored currency: {e}")))?;
+            let count = to_u64(row.try_get(2)?, "count")?;
+            let high: i64 = row.try_get(3)?;
+            let low: i64 = row.try_get(4)?;
+            *by_status.entry(status_text).or_default() += count;
+            let entry = sums.entry(code).or_insert((currency, 0, 0));
+            entry.1 += count;
+            if status.counts_towards_revenue() {
+                entry.2 += i128::from(high) * SPLIT + i128::from(low);
+            }
+        }
+        let by_currency = sums
+            .into_iter()
+            .map(|(code, (currency, order_count, total))| {
+                (
+                    code,
+                    CurrencyStats {
+                        order_count,
+                        total_amount: currency.format_amount(total),
+                    },
+                )
+            })
+            .collect();
+        Ok(Stats {
+            by_status,
+            by_currency,
+        })
+    }
+
+    async fn apply(
+        &self,
+        events: &[RecordedEvent],
+        checkpoint: Checkpoint,
+    ) -> Result<(), ReadError> {
+        let _writer = self.write_gate.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Each order is loaded once per batch and written once, in first-seen order.
+        let mut slots: HashMap<Uuid, Slot> = HashMap::new();
+        let mut seen: Vec<Uuid> = Vec::new();
+        for event in events {
+            let slot = match slots.entry(event.stream_id) {
+                Entry::Occupied(slot) => slot.into_mut(),
+                Entry::Vacant(vacant) => {
+                    seen.push(event.stream_id);
+                    vacant.insert(load(&mut tx, event.stream_id).await?)
+                }
+            };
+            apply_one(slot, event)?;
+        }
+        for id in &seen {
+            if let Some(Slot {
+                rowid,
+                order: Some(order),
+                dirty: true,
+            }) = slots.get(id)
+            {
+                write(&mut tx, *rowid, order).await?;
+            }
+        }
+        store_checkpoint(&mut tx, checkpoint).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self) -> Result<Checkpoint, ReadError> {
+        let row = sqlx::query("SELECT \"commit\", position, covered FROM checkpoint WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Err(ReadError::Corrupt("the checkpoint row is missing".into()));
+        };
+        Ok(Checkpoint {
+            cursor: LogCursor {
+                commit: to_u64(row.try_get(0)?, "checkpoint commit")?,
+                position: row.try_get(1)?,
+            },
+            covered: ConsistencyToken(to_u64(row.try_get(2)?, "checkpoint covered")?),
+        })
+    }
+
+    async fn reset(&self) -> Result<(), ReadError> {
+        let _writer = self.write_gate.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM orders_fts")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM orders").execute(&mut *tx).await?;
+        store_checkpoint(&mut tx, Checkpoint::default()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), ReadError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
