@@ -298,7 +298,12 @@ mod tests {
         let dir = temp_dir();
         let key = LocalSigningKey::load_or_create(&dir).unwrap();
         let token = key
-            .issue("alice", &[Role::Customer, Role::Analyst], Utc::now(), Duration::hours(1))
+            .issue(
+                "alice",
+                &[Role::Customer, Role::Analyst],
+                Utc::now(),
+                Duration::hours(1),
+            )
             .unwrap();
         let principal = key.verify(&token).unwrap();
         assert_eq!(principal.subject, "alice");
@@ -325,11 +330,21 @@ mod tests {
     fn expired_and_future_tokens_are_refused() {
         let key = LocalSigningKey::load_or_create(&temp_dir()).unwrap();
         let old = key
-            .issue("a", &[Role::Ops], Utc::now() - Duration::hours(2), Duration::hours(1))
+            .issue(
+                "a",
+                &[Role::Ops],
+                Utc::now() - Duration::hours(2),
+                Duration::hours(1),
+            )
             .unwrap();
         assert!(matches!(key.verify(&old), Err(AuthError::Expired)));
         let future = key
-            .issue("a", &[Role::Ops], Utc::now() + Duration::hours(1), Duration::hours(1))
+            .issue(
+                "a",
+                &[Role::Ops],
+                Utc::now() + Duration::hours(1),
+                Duration::hours(1),
+            )
             .unwrap();
         assert!(matches!(key.verify(&future), Err(AuthError::NotYetValid)));
     }

@@ -68,22 +68,19 @@ impl Command {
         if items.is_empty() || items.len() > MAX_LINES {
             errors.push(FieldError::new(
                 "items",
-                format!(
-                    "an order needs 1 to {MAX_LINES} lines, got {}",
-                    items.len()
-                ),
+                format!("an order needs 1 to {MAX_LINES} lines, got {}", items.len()),
             ));
         }
         let mut lines: Vec<NewLine> = Vec::with_capacity(items.len());
         if let Some(currency) = currency {
             for (i, item) in items.iter().enumerate() {
                 match validate_line(item, currency, &format!("items[{i}].")) {
-                    Ok(line) if lines.iter().any(|l| l.sku == line.sku) => errors.push(
-                        FieldError::new(
+                    Ok(line) if lines.iter().any(|l| l.sku == line.sku) => {
+                        errors.push(FieldError::new(
                             format!("items[{i}].sku"),
                             format!("SKU {} appears more than once", line.sku),
-                        ),
-                    ),
+                        ))
+                    }
                     Ok(line) => lines.push(line),
                     Err(mut e) => errors.append(&mut e),
                 }
@@ -278,7 +275,11 @@ mod tests {
 
     #[test]
     fn create_collects_every_field_error_with_its_path() {
-        let items = [item("A", 0, "1.00"), item("", 1, "-1"), item("C", 1, "1.001")];
+        let items = [
+            item("A", 0, "1.00"),
+            item("", 1, "-1"),
+            item("C", 1, "1.001"),
+        ];
         let errors = Command::create_order(Uuid::nil(), " ", "USD", &items).unwrap_err();
         assert_eq!(
             fields(errors),
@@ -309,7 +310,9 @@ mod tests {
     #[test]
     fn create_refuses_unknown_currency_and_duplicate_skus() {
         assert_eq!(
-            fields(Command::create_order(Uuid::nil(), "c", "usd", &[item("A", 1, "1")]).unwrap_err()),
+            fields(
+                Command::create_order(Uuid::nil(), "c", "usd", &[item("A", 1, "1")]).unwrap_err()
+            ),
             ["currency"]
         );
         let dup = [item("A", 1, "1"), item("A", 1, "1")];
@@ -331,7 +334,10 @@ mod tests {
         assert!(validate_line(&item("A", 1, "0.00"), usd, "").is_err());
         let mut no_name = item("A", 1, "1");
         no_name.product_name = Some("y".repeat(201));
-        assert_eq!(fields(validate_line(&no_name, usd, "").unwrap_err()), ["productName"]);
+        assert_eq!(
+            fields(validate_line(&no_name, usd, "").unwrap_err()),
+            ["productName"]
+        );
         assert_eq!(
             fields(validate_line(&LineInput::default(), usd, "").unwrap_err()),
             ["sku", "productName", "quantity", "unitPrice"]

@@ -39,7 +39,10 @@ pub enum DomainError {
     TooManyLines,
     #[error("SKU {sku} is already in the order with a different product name or unit price")]
     SkuConflict { sku: String },
-    #[error("adding to SKU {sku} would exceed the maximum quantity of {}", crate::MAX_QUANTITY)]
+    #[error(
+        "adding to SKU {sku} would exceed the maximum quantity of {}",
+        crate::MAX_QUANTITY
+    )]
     QuantityLimit { sku: String },
     #[error("SKU {sku} is not in the order")]
     SkuNotFound { sku: String },

@@ -141,7 +141,16 @@ fn decide_add_item(order: &Order, line: &NewLine) -> Result<EventPayload, Domain
             order
                 .lines
                 .iter()
-                .map(|l| (l.unit_price, if l.sku == line.sku { merged } else { l.quantity }))
+                .map(|l| {
+                    (
+                        l.unit_price,
+                        if l.sku == line.sku {
+                            merged
+                        } else {
+                            l.quantity
+                        },
+                    )
+                })
                 .collect::<Vec<_>>()
         }
         None => {

@@ -110,10 +110,7 @@ impl Currency {
         let too_large = || format!("{text} is too large");
         let mut minor: i64 = 0;
         let padded = fraction.chars().chain(std::iter::repeat('0'));
-        for c in whole
-            .chars()
-            .chain(padded.take(usize::from(self.exponent)))
-        {
+        for c in whole.chars().chain(padded.take(usize::from(self.exponent))) {
             let digit = i64::from(c as u8 - b'0');
             minor = minor
                 .checked_mul(10)
@@ -203,10 +200,7 @@ mod tests {
     #[test]
     fn refuses_amounts_that_overflow() {
         assert!(usd().parse_amount("92233720368547758.08").is_err());
-        assert_eq!(
-            usd().parse_amount("92233720368547758.07"),
-            Ok(i64::MAX)
-        );
+        assert_eq!(usd().parse_amount("92233720368547758.07"), Ok(i64::MAX));
     }
 
     #[test]

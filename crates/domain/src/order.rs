@@ -102,7 +102,9 @@ pub(crate) fn checked_total(lines: impl IntoIterator<Item = (i64, u32)>) -> Opti
 
 fn recompute_total(lines: &[Line]) -> i64 {
     // decide() proved this does not overflow for every event it emitted.
-    lines.iter().fold(0i64, |sum, l| sum.saturating_add(l.total()))
+    lines
+        .iter()
+        .fold(0i64, |sum, l| sum.saturating_add(l.total()))
 }
 
 pub(crate) fn apply(state: Option<Order>, event: &Event) -> Option<Order> {

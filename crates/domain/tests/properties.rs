@@ -7,14 +7,17 @@ use uuid::Uuid;
 
 fn arb_line() -> impl Strategy<Value = NewLine> {
     // Few SKUs and prices so merges and clashes happen often.
-    (0..6u8, 1..=3u32, prop_oneof![Just(100i64), Just(250), Just(i64::MAX / 3)]).prop_map(
-        |(sku, quantity, unit_price)| NewLine {
+    (
+        0..6u8,
+        1..=3u32,
+        prop_oneof![Just(100i64), Just(250), Just(i64::MAX / 3)],
+    )
+        .prop_map(|(sku, quantity, unit_price)| NewLine {
             sku: format!("SKU-{sku}"),
             product_name: format!("Product {sku}"),
             quantity,
             unit_price,
-        },
-    )
+        })
 }
 
 fn arb_command() -> impl Strategy<Value = Command> {

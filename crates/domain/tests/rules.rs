@@ -44,7 +44,9 @@ fn approve() -> Command {
     Command::ApproveOrder { reason: None }
 }
 fn reject() -> Command {
-    Command::RejectOrder { reason: "no stock".into() }
+    Command::RejectOrder {
+        reason: "no stock".into(),
+    }
 }
 fn ship() -> Command {
     Command::ShipOrder {
@@ -56,7 +58,9 @@ fn cancel() -> Command {
     Command::CancelOrder { reason: None }
 }
 fn add(sku: &str) -> Command {
-    Command::AddItem { line: line(sku, 1, 100) }
+    Command::AddItem {
+        line: line(sku, 1, 100),
+    }
 }
 fn remove(sku: &str) -> Command {
     Command::RemoveItem { sku: sku.into() }
@@ -176,7 +180,9 @@ fn the_101st_line_is_refused_but_merging_into_a_full_order_is_not() {
     let lines = (0..100).map(|i| line(&format!("S{i}"), 1, 1)).collect();
     let o = order_after(&[create(lines)]);
     assert_eq!(refusal(add("NEW"), &o), DomainError::TooManyLines);
-    let merge = Command::AddItem { line: line("S5", 3, 1) };
+    let merge = Command::AddItem {
+        line: line("S5", 3, 1),
+    };
     let events = decide(&merge, Some(&o), &ctx()).unwrap();
     let next = events.iter().fold(Some(o), evolve).unwrap();
     assert_eq!(next.lines.len(), 100);
@@ -187,16 +193,23 @@ fn the_101st_line_is_refused_but_merging_into_a_full_order_is_not() {
 #[test]
 fn adding_an_existing_sku_merges_only_when_name_and_price_match() {
     let o = in_status(OrderStatus::Created);
-    let same = Command::AddItem { line: line("B", 3, 250) };
+    let same = Command::AddItem {
+        line: line("B", 3, 250),
+    };
     let next = decide(&same, Some(&o), &ctx())
         .unwrap()
         .iter()
         .fold(Some(o.clone()), evolve)
         .unwrap();
-    assert_eq!(next.lines.iter().find(|l| l.sku == "B").unwrap().quantity, 5);
+    assert_eq!(
+        next.lines.iter().find(|l| l.sku == "B").unwrap().quantity,
+        5
+    );
     assert_eq!(next.total, 100 + 5 * 250);
 
-    let other_price = Command::AddItem { line: line("B", 1, 999) };
+    let other_price = Command::AddItem {
+        line: line("B", 1, 999),
+    };
     assert_eq!(
         refusal(other_price, &o),
         DomainError::SkuConflict { sku: "B".into() }
@@ -213,7 +226,13 @@ fn adding_an_existing_sku_merges_only_when_name_and_price_match() {
 fn merging_past_the_quantity_limit_is_refused() {
     let o = order_after(&[create(vec![line("A", 9_999, 1)])]);
     assert_eq!(
-        refusal(Command::AddItem { line: line("A", 2, 1) }, &o).code(),
+        refusal(
+            Command::AddItem {
+                line: line("A", 2, 1)
+            },
+            &o
+        )
+        .code(),
         "quantity_limit"
     );
 }
@@ -227,7 +246,12 @@ fn totals_that_overflow_are_refused_not_wrapped() {
     );
     let o = order_after(&[create(vec![line("A", 1, huge)])]);
     assert_eq!(
-        refusal(Command::AddItem { line: line("B", 2, huge) }, &o),
+        refusal(
+            Command::AddItem {
+                line: line("B", 2, huge)
+            },
+            &o
+        ),
         DomainError::AmountOverflow
     );
 }
@@ -247,7 +271,11 @@ fn events_record_actor_and_time_and_round_trip_through_storage() {
     .unwrap();
     assert_eq!(events[0].actor, "ops");
     assert_eq!(events[0].occurred_at, later);
-    for e in decide(&add("Z"), Some(&o), &ctx()).unwrap().into_iter().chain(events) {
+    for e in decide(&add("Z"), Some(&o), &ctx())
+        .unwrap()
+        .into_iter()
+        .chain(events)
+    {
         let stored = e.payload.data();
         let back = EventPayload::from_stored(e.payload.event_type(), &stored).unwrap();
         assert_eq!(back, e.payload);

@@ -102,7 +102,13 @@ pub async fn appends_and_reads_a_stream(store: &dyn EventStore) {
 
     let window = store.read_stream(stream, 1, Some(2)).await.unwrap();
     assert_eq!(window.iter().map(|e| e.version).collect::<Vec<_>>(), [2]);
-    assert!(store.read_stream(Uuid::new_v4(), 0, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_stream(Uuid::new_v4(), 0, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn refuses_a_stale_expected_version(store: &dyn EventStore) {
@@ -163,10 +169,18 @@ pub async fn keeps_the_idempotency_record_atomically_with_the_events(store: &dyn
     // The same key again: refused as a whole, no event of it lands.
     let other_stream = Uuid::new_v4();
     assert!(matches!(
-        store.append(keyed(request(other_stream, 0, 1), "key-1")).await,
+        store
+            .append(keyed(request(other_stream, 0, 1), "key-1"))
+            .await,
         Err(StoreError::IdempotencyKeyTaken)
     ));
-    assert!(store.read_stream(other_stream, 0, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_stream(other_stream, 0, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A failed append leaves its key unused.
     assert!(matches!(
@@ -185,7 +199,10 @@ pub async fn reads_the_global_log_in_order_from_any_cursor(store: &dyn EventStor
     let all = read_all(store, last.consistency_token).await;
     let order: Vec<(Uuid, u64)> = all.iter().map(|e| (e.stream_id, e.version)).collect();
     assert_eq!(order, [(a, 1), (a, 2), (b, 1), (b, 2), (b, 3), (a, 3)]);
-    assert!(all.windows(2).all(|w| w[0].global_position < w[1].global_position));
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].global_position < w[1].global_position)
+    );
 
     // Resuming from a batch's cursor gives exactly the rest.
     let first = store.read_log(LogCursor::default(), 2).await.unwrap();
@@ -202,6 +219,7 @@ pub async fn consistency_tokens_grow_with_each_append(store: &dyn EventStore) {
     let one = store.append(request(Uuid::new_v4(), 0, 1)).await.unwrap();
     let two = store.append(request(Uuid::new_v4(), 0, 1)).await.unwrap();
     assert!(two.consistency_token > one.consistency_token);
+    assert!(store.current_token().await.unwrap() >= two.consistency_token);
     let first = store.read_log(LogCursor::default(), 1).await.unwrap();
     assert!(
         first.covered < two.consistency_token,
@@ -220,12 +238,21 @@ pub async fn snapshots_keep_the_newest(store: &dyn EventStore) {
     };
     store.save_snapshot(&snap(5, "s1")).await.unwrap();
     store.save_snapshot(&snap(3, "s1")).await.unwrap();
-    assert_eq!(store.load_snapshot(stream).await.unwrap(), Some(snap(5, "s1")));
+    assert_eq!(
+        store.load_snapshot(stream).await.unwrap(),
+        Some(snap(5, "s1"))
+    );
     store.save_snapshot(&snap(7, "s1")).await.unwrap();
-    assert_eq!(store.load_snapshot(stream).await.unwrap(), Some(snap(7, "s1")));
+    assert_eq!(
+        store.load_snapshot(stream).await.unwrap(),
+        Some(snap(7, "s1"))
+    );
     // New code replaces a snapshot of another layout even at a lower version.
     store.save_snapshot(&snap(6, "s2")).await.unwrap();
-    assert_eq!(store.load_snapshot(stream).await.unwrap(), Some(snap(6, "s2")));
+    assert_eq!(
+        store.load_snapshot(stream).await.unwrap(),
+        Some(snap(6, "s2"))
+    );
 }
 
 /// Expands to one `#[tokio::test]` per conformance check. `$open` is an async

@@ -185,6 +185,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// Saves a snapshot unless a newer one exists.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
 
+    /// A token covering every append acknowledged so far (for replayed responses).
+    async fn current_token(&self) -> Result<ConsistencyToken>;
+
     /// Checks the store answers; used by readiness probes.
     async fn ping(&self) -> Result<()>;
 

@@ -57,12 +57,11 @@ impl PostgresEventStore {
     }
 
     async fn current_version(tx: &mut Transaction<'_, Postgres>, stream: Uuid) -> Result<u64> {
-        let v: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = $1",
-        )
-        .bind(stream)
-        .fetch_one(&mut **tx)
-        .await?;
+        let v: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = $1")
+                .bind(stream)
+                .fetch_one(&mut **tx)
+                .await?;
         to_u64(v, "version")
     }
 }
@@ -164,16 +163,12 @@ impl EventStore for PostgresEventStore {
             Err(e) if is_unique_violation(&e) => return Err(StoreError::IdempotencyKeyTaken),
             Err(e) => return Err(e.into()),
         }
-        // Taken after commit: every transaction acknowledged before this point
-        // (ours included) has an id below xmax.
-        let xmax: String =
-            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
-                .fetch_one(&self.pool)
-                .await?;
         Ok(Appended {
             last_version: version,
             last_position,
-            consistency_token: ConsistencyToken(parse_xid(&xmax)?),
+            // Taken after commit: every transaction acknowledged before this
+            // point (ours included) has an id below it.
+            consistency_token: self.current_token().await?,
         })
     }
 
@@ -284,6 +279,14 @@ impl EventStore for PostgresEventStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn current_token(&self) -> Result<ConsistencyToken> {
+        let xmax: String =
+            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(ConsistencyToken(parse_xid(&xmax)?))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -62,12 +62,11 @@ impl SqliteEventStore {
     }
 
     async fn current_version(tx: &mut Transaction<'_, Sqlite>, stream: &str) -> Result<u64> {
-        let v: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
-        )
-        .bind(stream)
-        .fetch_one(&mut **tx)
-        .await?;
+        let v: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?")
+                .bind(stream)
+                .fetch_one(&mut **tx)
+                .await?;
         to_u64(v, "version")
     }
 }
@@ -204,10 +203,11 @@ impl EventStore for SqliteEventStore {
     }
 
     async fn find_response(&self, key: &str) -> Result<Option<StoredResponse>> {
-        let row = sqlx::query("SELECT request_hash, status, response FROM idempotency WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT request_hash, status, response FROM idempotency WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|row| {
             let response: String = row.try_get("response")?;
             Ok(StoredResponse {
@@ -253,6 +253,13 @@ impl EventStore for SqliteEventStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn current_token(&self) -> Result<ConsistencyToken> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(global_position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(ConsistencyToken(to_u64(last, "position")?))
     }
 
     async fn ping(&self) -> Result<()> {

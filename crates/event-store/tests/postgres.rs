@@ -72,15 +72,26 @@ async fn the_global_log_never_moves_past_an_open_transaction() {
     assert!(
         batch.events.is_empty(),
         "the reader moved past an open transaction: {:?}",
-        batch.events.iter().map(|e| e.global_position).collect::<Vec<_>>()
+        batch
+            .events
+            .iter()
+            .map(|e| e.global_position)
+            .collect::<Vec<_>>()
     );
     for token in &later_tokens {
-        assert!(batch.covered < *token, "claimed to cover a write it has not delivered");
+        assert!(
+            batch.covered < *token,
+            "claimed to cover a write it has not delivered"
+        );
     }
 
     open_tx.commit().await.unwrap();
     let all = read_all(&*store, *later_tokens.last().unwrap()).await;
-    assert_eq!(all.len(), 4, "nothing skipped once the early transaction commits");
+    assert_eq!(
+        all.len(),
+        4,
+        "nothing skipped once the early transaction commits"
+    );
     assert_eq!(all[0].global_position, early_position);
     assert_eq!(all[0].stream_id, early_stream);
 }

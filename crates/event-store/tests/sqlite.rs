@@ -5,7 +5,11 @@ use std::sync::Arc;
 
 async fn open() -> Arc<SqliteEventStore> {
     let path = std::env::temp_dir().join(format!("order-events-{}.db", uuid::Uuid::new_v4()));
-    Arc::new(SqliteEventStore::open(&path).await.expect("open sqlite store"))
+    Arc::new(
+        SqliteEventStore::open(&path)
+            .await
+            .expect("open sqlite store"),
+    )
 }
 
 conformance_tests!(open());

@@ -1,1 +1,165 @@
-fn main() {}
+//! `order-platform`: the one binary of the Order Platform.
+//!
+//! With no arguments it runs `serve`: the whole platform in one process on
+//! embedded defaults (SQLite in `./data`, http://127.0.0.1:8080).
+
+mod serve;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use order_auth::{LocalSigningKey, Role};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "order-platform",
+    version,
+    about = "Event-sourced order management platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole platform in one process (the default).
+    Serve(ServeArgs),
+    /// Print a bearer token signed with the data dir's key, alone on stdout.
+    Token(TokenArgs),
+    /// Create or upgrade the event store and read model schemas, then exit.
+    Migrate(StoreArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Folder for the SQLite files and the signing key.
+    #[arg(long, env = "ORDER_PLATFORM_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Keep events in PostgreSQL instead of SQLite, e.g. postgres://user:pass@host/db.
+    #[arg(long, env = "ORDER_PLATFORM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ORDER_PLATFORM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ORDER_PLATFORM_BODY_LIMIT", default_value_t = order_http::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Snapshot an order every this many events (0 disables snapshots).
+    #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = 50)]
+    pub snapshot_every: u64,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The subject: for customers, their customer id.
+    #[arg(long)]
+    sub: String,
+    /// A role: customer, ops, analyst or admin. Repeat for several.
+    #[arg(long = "role", required = true, value_parser = parse_role)]
+    roles: Vec<Role>,
+    /// The data dir of the server that must accept the token.
+    #[arg(long, env = "ORDER_PLATFORM_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Lifetime, such as 90s, 30m, 1h or 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: chrono::Duration,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| {
+        format!("unknown role {text:?}; expected one of customer, ops, analyst, admin")
+    })
+}
+
+/// `90s`, `30m`, `1h`, `7d`.
+fn parse_ttl(text: &str) -> Result<chrono::Duration, String> {
+    let bad = || format!("invalid duration {text:?}; use a number with s, m, h or d, e.g. 1h");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        "d" => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if seconds <= 0 || seconds > 366 * 86_400 {
+        return Err(format!("duration {text:?} must be between 1s and 366d"));
+    }
+    Ok(chrono::Duration::seconds(seconds))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token(args)) => token(args),
+        Some(Command::Migrate(args)) => runtime()?.block_on(serve::migrate(args)),
+        Some(Command::Serve(args)) => runtime()?.block_on(serve::serve(args)),
+        None => {
+            // `order-platform` alone: serve with defaults (and the environment).
+            let Cli {
+                command: Some(Command::Serve(args)),
+            } = Cli::parse_from(["order-platform", "serve"])
+            else {
+                bail!("could not build the default serve arguments");
+            };
+            runtime()?.block_on(serve::serve(args))
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    if args.sub.trim().is_empty() {
+        bail!("--sub must not be blank");
+    }
+    let key = LocalSigningKey::load_or_create(&args.data_dir)?;
+    let token = key.issue(&args.sub, &args.roles, chrono::Utc::now(), args.ttl)?;
+    println!("{token}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_accepts_units_and_refuses_nonsense() {
+        assert_eq!(parse_ttl("90s"), Ok(chrono::Duration::seconds(90)));
+        assert_eq!(parse_ttl("1h"), Ok(chrono::Duration::hours(1)));
+        assert_eq!(parse_ttl("7d"), Ok(chrono::Duration::days(7)));
+        for bad in [
+            "",
+            "h",
+            "1",
+            "1w",
+            "-1h",
+            "0s",
+            "999999999999999999d",
+            "400d",
+        ] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,1 +1,541 @@
+//! The query side: every `GET` of DESIGN.md §4.2.
+//!
+//! Lookups, lists, search and stats come from the read model; an order's
+//! history and its state at a past version or time come from the event store
+//! itself (rebuilt with the domain's `evolve`), so they are always exact.
+//! A request carrying `X-Consistency-Token` is answered only once the read
+//! model has applied every write the token covers (§4.3).
 
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use order_auth::Principal;
+use order_domain::{Order, OrderStatus, evolve};
+use order_event_store::{ConsistencyToken, EventStore, RecordedEvent, StoreError};
+use order_http::{
+    ApiError, CONSISTENCY_TIMEOUT_MS, CONSISTENCY_TOKEN, Caller, OrderIdPath, QueryParams,
+};
+use order_read_model::{
+    OrderFilter, OrderView, Page, PageRequest, Projector, ReadError, ReadStore, SortOrder, Stats,
+};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// How long a query waits for its consistency token when the client does not say.
+const DEFAULT_WAIT: Duration = Duration::from_millis(5000);
+/// The longest wait a client may ask for.
+const MAX_WAIT_MS: u64 = 30_000;
+
+/// Reports whether the read model has applied everything a token covers.
+#[async_trait]
+pub trait Freshness: Send + Sync + 'static {
+    /// True once the read model covers `token`; false when `timeout` passes first.
+    async fn wait_for(&self, token: ConsistencyToken, timeout: Duration) -> bool;
+}
+
+#[async_trait]
+impl Freshness for Projector {
+    async fn wait_for(&self, token: ConsistencyToken, timeout: Duration) -> bool {
+        Projector::wait_for(self, token, timeout).await
+    }
+}
+
+/// Dependencies of the query service.
+#[derive(Clone)]
+pub struct QueryService {
+    pub read: Arc<dyn ReadStore>,
+    pub events: Arc<dyn EventStore>,
+    pub freshness: Arc<dyn Freshness>,
+}
+
+/// The query routes, under `/api/v1`.
+pub fn router(service: QueryService) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list_orders))
+        .routes(routes!(search_orders))
+        .routes(routes!(order_stats))
+        .routes(routes!(get_order))
+        .routes(routes!(order_events))
+        .routes(routes!(order_at))
+        .with_state(service)
+}
+
+/// Filters shared by list, search and stats.
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this customer's orders (customers always see only their own).
+    customer_id: Option<String>,
+    /// CREATED, APPROVED, REJECTED, SHIPPED or CANCELED.
+    status: Option<String>,
+    /// RFC 3339; orders created at or after.
+    created_from: Option<String>,
+    /// RFC 3339; orders created before.
+    created_to: Option<String>,
+    /// `createdAt:desc` (default) or `createdAt:asc`.
+    sort: Option<String>,
+    /// 1–200, default 50.
+    limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+    /// Full-text query (search only): product names, SKUs, order or customer id.
+    q: Option<String>,
+}
+
+fn parse_time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("{field} must be an RFC 3339 time such as 2026-01-31T12:00:00Z, got {v:?}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+impl ListParams {
+    /// The filter, scoped to what `caller` may read.
+    fn filter(&self, caller: &Principal) -> Result<OrderFilter, ApiError> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                OrderStatus::parse(s).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("status must be one of CREATED, APPROVED, REJECTED, SHIPPED, CANCELED, got {s:?}"),
+                    )
+                })
+            })
+            .transpose()?;
+        let customer_id = if caller.may_read_any_order() {
+            self.customer_id.clone()
+        } else if caller.has(order_auth::Role::Customer) {
+            match &self.customer_id {
+                Some(other) if *other != caller.subject => {
+                    return Err(ApiError::forbidden(
+                        "customers may only read their own orders",
+                    ));
+                }
+                _ => Some(caller.subject.clone()),
+            }
+        } else {
+            return Err(ApiError::forbidden(
+                "your roles do not allow reading orders",
+            ));
+        };
+        Ok(OrderFilter {
+            customer_id,
+            status,
+            created_from: parse_time("createdFrom", self.created_from.as_deref())?,
+            created_to: parse_time("createdTo", self.created_to.as_deref())?,
+            text: None,
+        })
+    }
+
+    fn page(&self) -> Result<PageRequest, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => 50,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=200).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_query",
+                        format!("limit must be an integer from 1 to 200, got {text:?}"),
+                    ));
+                }
+            },
+        };
+        let sort = match self.sort.as_deref() {
+            None | Some("createdAt:desc") => SortOrder::Desc,
+            Some("createdAt:asc") => SortOrder::Asc,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("sort must be createdAt:desc or createdAt:asc, got {other:?}"),
+                ));
+            }
+        };
+        Ok(PageRequest {
+            limit,
+            sort,
+            cursor: self.cursor.clone(),
+        })
+    }
+}
+
+fn read_error(e: ReadError) -> ApiError {
+    match e {
+        ReadError::InvalidCursor => ApiError::bad_request(
+            "invalid_cursor",
+            "cursor is not a nextCursor this API returned for the same sort",
+        ),
+        ReadError::InvalidQuery(why) => ApiError::bad_request("invalid_query", why),
+        ReadError::Unavailable(_) => ApiError::unavailable(e),
+        ReadError::Corrupt(_) => ApiError::internal(e),
+    }
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Corrupt(_) => ApiError::internal(e),
+        other => ApiError::unavailable(other),
+    }
+}
+
+impl QueryService {
+    /// Waits until the read model covers the request's consistency token, if any.
+    async fn await_consistency(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(token) = headers.get(CONSISTENCY_TOKEN) else {
+            return Ok(());
+        };
+        let token = token
+            .to_str()
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map(ConsistencyToken)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_consistency_token",
+                    "X-Consistency-Token must be a token returned by a command",
+                )
+            })?;
+        let timeout = match headers.get(CONSISTENCY_TIMEOUT_MS) {
+            None => DEFAULT_WAIT,
+            Some(v) => match v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+                Some(ms) if ms <= MAX_WAIT_MS => Duration::from_millis(ms),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_consistency_timeout",
+                        format!(
+                            "X-Consistency-Timeout-Ms must be an integer from 0 to {MAX_WAIT_MS}"
+                        ),
+                    ));
+                }
+            },
+        };
+        if self.freshness.wait_for(token, timeout).await {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "consistency_timeout",
+                "the read model has not caught up with the consistency token yet; retry",
+            )
+            .with_header(header::RETRY_AFTER, "1"))
+        }
+    }
+
+    /// The order's full history, checking the caller may read it.
+    async fn history(
+        &self,
+        caller: &Principal,
+        order_id: Uuid,
+    ) -> Result<Vec<(RecordedEvent, order_domain::Event)>, ApiError> {
+        let recorded = self
+            .events
+            .read_stream(order_id, 0, None)
+            .await
+            .map_err(store_error)?;
+        let mut history = Vec::with_capacity(recorded.len());
+        for r in recorded {
+            let payload = order_domain::EventPayload::from_stored(&r.event_type, &r.data)
+                .map_err(|e| ApiError::internal(format!("event {}: {e}", r.event_id)))?;
+            let event = order_domain::Event {
+                payload,
+                occurred_at: r.occurred_at,
+                actor: r.actor.clone(),
+            };
+            history.push((r, event));
+        }
+        let current = history.iter().fold(None, |s, (_, e)| evolve(s, e));
+        match current {
+            None => Err(not_found()),
+            Some(order) if !caller.may_read_for(&order.customer_id) => Err(forbidden_order()),
+            Some(_) => Ok(history),
+        }
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("order_not_found", "the order does not exist")
+}
+
+fn forbidden_order() -> ApiError {
+    ApiError::forbidden("this order belongs to another customer")
+}
+
+fn with_etag(body: impl IntoResponse, version: u64) -> Response {
+    let mut response = body.into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// Get an order from the read model.
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "queries",
+    params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "Wait until this write is visible"),
+        ("X-Consistency-Timeout-Ms" = Option<u64>, Header, description = "Longest wait, default 5000, max 30000")),
+    responses((status = 200, body = OrderView), (status = 403), (status = 404), (status = 503, description = "Consistency wait timed out")),
+    security(("bearer" = []))
+)]
+async fn get_order(
+    State(service): State<QueryService>,
+    Caller(caller): Caller,
+    OrderIdPath(id): OrderIdPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !caller.may_read_any_order() && !caller.has(order_auth::Role::Customer) {
+        return Err(ApiError::forbidden(
+            "your roles do not allow reading orders",
+        ));
+    }
+    service.await_consistency(&headers).await?;
+    let order = service
+        .read
+        .get(id)
+        .await
+        .map_err(read_error)?
+        .ok_or_else(not_found)?;
+    if !caller.may_read_for(&order.customer_id) {
+        return Err(forbidden_order());
+    }
+    let version = order.version;
+    Ok(with_etag(axum::Json(order), version))
+}
+
+/// List orders with filters and keyset pagination.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "queries",
+    params(ListParams),
+    responses((status = 200, body = Page), (status = 400), (status = 403)),
+    security(("bearer" = []))
+)]
+async fn list_orders(
+    State(service): State<QueryService>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<axum::Json<Page>, ApiError> {
+    if params.q.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q is only accepted by /api/v1/orders/search",
+        ));
+    }
+    let filter = params.filter(&caller)?;
+    let page = params.page()?;
+    service.await_consistency(&headers).await?;
+    let page = service
+        .read
+        .list(&filter, &page)
+        .await
+        .map_err(read_error)?;
+    Ok(axum::Json(page))
+}
+
+/// Full-text search over product names and SKUs, plus exact order and customer ids.
+#[utoipa::path(get, path = "/api/v1/orders/search", tag = "queries",
+    params(ListParams),
+    responses((status = 200, body = Page), (status = 400), (status = 403)),
+    security(("bearer" = []))
+)]
+async fn search_orders(
+    State(service): State<QueryService>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<axum::Json<Page>, ApiError> {
+    let mut filter = params.filter(&caller)?;
+    let text = params.q.as_deref().map(str::trim).unwrap_or_default();
+    if text.is_empty() || text.chars().count() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q is required: 1 to 200 characters to search for",
+        ));
+    }
+    filter.text = Some(text.to_string());
+    let page = params.page()?;
+    service.await_consistency(&headers).await?;
+    let page = service
+        .read
+        .list(&filter, &page)
+        .await
+        .map_err(read_error)?;
+    Ok(axum::Json(page))
+}
+
+/// Counts per status, and per currency the order count and the sum of live totals.
+#[utoipa::path(get, path = "/api/v1/orders/stats", tag = "queries",
+    params(ListParams),
+    responses((status = 200, body = Stats), (status = 403, description = "Customers may not read stats")),
+    security(("bearer" = []))
+)]
+async fn order_stats(
+    State(service): State<QueryService>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<axum::Json<Stats>, ApiError> {
+    if !caller.may_read_any_order() {
+        return Err(ApiError::forbidden(
+            "stats are for analysts, ops and admins",
+        ));
+    }
+    if params.q.is_some()
+        || params.cursor.is_some()
+        || params.limit.is_some()
+        || params.sort.is_some()
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "stats accept only customerId, status, createdFrom and createdTo",
+        ));
+    }
+    let filter = params.filter(&caller)?;
+    service.await_consistency(&headers).await?;
+    let stats = service.read.stats(&filter).await.map_err(read_error)?;
+    Ok(axum::Json(stats))
+}
+
+/// One event of an order's history.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    event_id: Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+    version: u64,
+    global_position: i64,
+    occurred_at: DateTime<Utc>,
+    actor: String,
+    correlation_id: String,
+    causation_id: Uuid,
+    data: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    order_id: Uuid,
+    events: Vec<HistoryEntry>,
+}
+
+/// The order's event history, oldest first, straight from the event store.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "queries",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = History), (status = 403), (status = 404)),
+    security(("bearer" = []))
+)]
+async fn order_events(
+    State(service): State<QueryService>,
+    Caller(caller): Caller,
+    OrderIdPath(id): OrderIdPath,
+) -> Result<axum::Json<History>, ApiError> {
+    let history = service.history(&caller, id).await?;
+    let events = history
+        .into_iter()
+        .map(|(r, _)| HistoryEntry {
+            event_id: r.event_id,
+            event_type: r.event_type,
+            version: r.version,
+            global_position: r.global_position,
+            occurred_at: r.occurred_at,
+            actor: r.actor,
+            correlation_id: r.correlation_id,
+            causation_id: r.causation_id,
+            data: r.data,
+        })
+        .collect();
+    Ok(axum::Json(History {
+        order_id: id,
+        events,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AtParams {
+    /// The version to rebuild (1 = as created).
+    version: Option<String>,
+    /// RFC 3339: the state as it was at that instant.
+    time: Option<String>,
+}
+
+/// The order's state at a past version or time, rebuilt from its events.
+#[utoipa::path(get, path = "/api/v1/orders/{id}/at", tag = "queries",
+    params(("id" = Uuid, Path), AtParams),
+    responses((status = 200, body = OrderView), (status = 400), (status = 403), (status = 404, description = "Unknown order, or it did not exist yet at that version/time")),
+    security(("bearer" = []))
+)]
+async fn order_at(
+    State(service): State<QueryService>,
+    Caller(caller): Caller,
+    OrderIdPath(id): OrderIdPath,
+    QueryParams(params): QueryParams<AtParams>,
+) -> Result<Response, ApiError> {
+    enum Point {
+        Version(u64),
+        Time(DateTime<Utc>),
+    }
+    let point = match (params.version.as_deref(), params.time.as_deref()) {
+        (Some(v), None) => {
+            Point::Version(v.parse::<u64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("version must be a positive integer, got {v:?}"),
+                )
+            })?)
+        }
+        (None, Some(t)) => Point::Time(parse_time("time", Some(t))?.unwrap_or_default()),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "give exactly one of version=N or time=RFC3339",
+            ));
+        }
+    };
+    let history = service.history(&caller, id).await?;
+    let state: Option<Order> = history
+        .iter()
+        .take_while(|(r, _)| match point {
+            Point::Version(v) => r.version <= v,
+            Point::Time(t) => r.occurred_at <= t,
+        })
+        .fold(None, |s, (_, e)| evolve(s, e));
+    let reached = state.as_ref().map_or(0, |o| o.version);
+    match (state, point) {
+        (Some(order), Point::Version(v)) if reached == v => Ok(with_etag(
+            axum::Json(OrderView::from(&order)),
+            order.version,
+        )),
+        (Some(order), Point::Time(_)) => Ok(with_etag(
+            axum::Json(OrderView::from(&order)),
+            order.version,
+        )),
+        (_, Point::Version(v)) => Err(ApiError::not_found(
+            "version_not_found",
+            format!(
+                "the order has no version {v}; it is at version {}",
+                history.len()
+            ),
+        )),
+        (None, Point::Time(_)) => Err(ApiError::not_found(
+            "version_not_found",
+            "the order did not exist yet at that time",
+        )),
+    }
+}

@@ -1,0 +1,137 @@
+//! Health, metrics and the layers every service wears.
+
+use crate::ApiError;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+/// Latency buckets, in seconds, for every `_seconds` histogram.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Someone else installed a global recorder: keep ours private.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// A dependency `/health/ready` checks.
+#[async_trait::async_trait]
+pub trait ReadinessCheck: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// `/health/live`, `/health/ready` and `/metrics`; no authentication.
+pub fn operational_router(checks: Vec<Arc<dyn ReadinessCheck>>) -> Router {
+    let handle = metrics_handle();
+    Router::new()
+        .route(
+            "/health/live",
+            get(|| async { Json(serde_json::json!({"status": "up"})) }),
+        )
+        .route(
+            "/health/ready",
+            get(move || {
+                let checks = checks.clone();
+                async move { ready(checks).await }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    handle.run_upkeep();
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+}
+
+async fn ready(checks: Vec<Arc<dyn ReadinessCheck>>) -> Response {
+    let mut report = serde_json::Map::new();
+    let mut all_up = true;
+    for check in checks {
+        let status = match check.check().await {
+            Ok(()) => serde_json::json!({"status": "up"}),
+            Err(reason) => {
+                all_up = false;
+                serde_json::json!({"status": "down", "reason": reason})
+            }
+        };
+        report.insert(check.name().to_string(), status);
+    }
+    let status = if all_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let overall = if all_up { "up" } else { "down" };
+    (
+        status,
+        Json(serde_json::json!({"status": overall, "checks": report})),
+    )
+        .into_response()
+}
+
+/// Wraps `router` with the layers every service wears, outermost first:
+/// request id (generated or propagated), panic safety net, metrics, body limit.
+pub fn common_layers(router: Router, body_limit: usize) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(record_http_metrics))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("handler panicked").into_response()
+            },
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn record_http_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let mut response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("order_platform_http_requests_total", &labels).increment(1);
+    metrics::histogram!("order_platform_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,245 @@
+//! The all-in-one server: command, query and projector in one process.
+
+use crate::{ServeArgs, StoreArgs};
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use order_auth::LocalSigningKey;
+use order_command_service::CommandService;
+use order_event_store::{EventStore, PostgresEventStore, SqliteEventStore};
+use order_http::{ApiError, ReadinessCheck, Verifier};
+use order_query_service::QueryService;
+use order_read_model::{Projector, ReadStore, SqliteReadStore};
+use std::fs::File;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// Opens the event store the arguments name, running its migrations.
+async fn open_event_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
+    match &args.database_url {
+        Some(url) => {
+            let options = sqlx::postgres::PgConnectOptions::from_str(url).context(
+                "ORDER_PLATFORM_DATABASE_URL / --database-url is not a valid postgres:// URL",
+            )?;
+            let store = PostgresEventStore::connect(options, 16)
+                .await
+                .context("connecting to the PostgreSQL event store")?;
+            Ok(Arc::new(store))
+        }
+        None => {
+            let path = args.data_dir.join("events.db");
+            let store = SqliteEventStore::open(&path)
+                .await
+                .with_context(|| format!("opening the event store {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+async fn open_read_store(data_dir: &Path) -> anyhow::Result<Arc<dyn ReadStore>> {
+    let path = data_dir.join("read.db");
+    let store = SqliteReadStore::open(&path)
+        .await
+        .with_context(|| format!("opening the read model {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Creates the data dir and locks it: two servers on one data dir would both
+/// believe they are the only writer.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let path = data_dir.join("LOCK");
+    let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => anyhow::bail!(
+            "another order-platform process is using the data dir {}; stop it or choose another --data-dir",
+            data_dir.display()
+        ),
+    }
+}
+
+pub async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&args.data_dir)?;
+    open_event_store(&args).await?;
+    open_read_store(&args.data_dir).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let data_dir = &args.store.data_dir;
+    let _lock = lock_data_dir(data_dir)?;
+    let key = Arc::new(LocalSigningKey::load_or_create(data_dir)?);
+    let events = open_event_store(&args.store).await?;
+    let read = open_read_store(data_dir).await?;
+    let projector = Arc::new(Projector::new(events.clone(), read.clone()));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let projector_task = {
+        let projector = projector.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            projector
+                .run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+
+    let app = app(&args, key, events.clone(), read.clone(), projector.clone());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let dir = data_dir.display();
+    let store = if args.store.database_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "Order Platform listening on http://{address} (events in {store}, data dir {dir})\n\
+         Get a token:  order-platform token --sub alice --role customer --data-dir {dir}\n\
+         Then:         curl -H \"Authorization: Bearer $TOKEN\" http://{address}/api/v1/orders\n\
+         API document: http://{address}/api/v1/openapi.json"
+    );
+    tracing::info!(%address, event_store = store, "listening");
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    let _ = stop_tx.send(true);
+    let _ = projector_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The HTTP application: API routes, OpenAPI document, operational endpoints.
+fn app(
+    args: &ServeArgs,
+    key: Arc<LocalSigningKey>,
+    events: Arc<dyn EventStore>,
+    read: Arc<dyn ReadStore>,
+    projector: Arc<Projector>,
+) -> Router {
+    let wake = projector.clone();
+    let commands = order_command_service::router(CommandService {
+        store: events.clone(),
+        on_append: Arc::new(move |_| wake.wake()),
+        snapshot_every: args.snapshot_every,
+    });
+    let queries = order_query_service::router(QueryService {
+        read: read.clone(),
+        events: events.clone(),
+        freshness: projector.clone(),
+    });
+    let (api, mut openapi) = commands.merge(queries).split_for_parts();
+    openapi.info.title = "Order Platform API".into();
+    openapi.info.version = env!("CARGO_PKG_VERSION").into();
+    openapi.info.description =
+        Some("Event-sourced order management. Errors are RFC 9457 problem documents.".into());
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    let openapi = Arc::new(openapi);
+
+    let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
+        Arc::new(EventStoreCheck(events)),
+        Arc::new(ReadStoreCheck(read)),
+    ];
+    let verifier: Arc<dyn order_auth::TokenVerifier> = key;
+    let routes = api
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .merge(order_http::operational_router(checks))
+        .fallback(|| async {
+            ApiError::not_found("route_not_found", "no such route; see /api/v1/openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(axum::Extension(Verifier(verifier)));
+    order_http::common_layers(routes, args.body_limit)
+}
+
+struct EventStoreCheck(Arc<dyn EventStore>);
+
+#[async_trait]
+impl ReadinessCheck for EventStoreCheck {
+    fn name(&self) -> &'static str {
+        "eventStore"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+struct ReadStoreCheck(Arc<dyn ReadStore>);
+
+#[async_trait]
+impl ReadinessCheck for ReadStoreCheck {
+    fn name(&self) -> &'static str {
+        "readModel"
+    }
+    async fn check(&self) -> Result<(), String> {
+        self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
