@@ -3,6 +3,7 @@
 //! With no arguments it runs `serve`: the whole platform in one process on
 //! embedded defaults (SQLite in `./data`, http://127.0.0.1:8080).
 
+mod admin;
 mod serve;
 
 use anyhow::{Context, bail};

@@ -142,7 +142,8 @@ fn app(
         events: events.clone(),
         freshness: projector.clone(),
     });
-    let (api, mut openapi) = commands.merge(queries).split_for_parts();
+    let admin = crate::admin::router(projector.clone());
+    let (api, mut openapi) = commands.merge(queries).merge(admin).split_for_parts();
     openapi.info.title = "Order Platform API".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();
     openapi.info.description =
