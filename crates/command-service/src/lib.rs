@@ -13,7 +13,7 @@ pub use routes::router;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use order_auth::Principal;
 use order_domain::{Command, CommandContext, Order, decide, evolve};
 use order_event_store::{
@@ -181,7 +181,10 @@ impl CommandService {
             };
             let ctx = CommandContext {
                 actor: caller.subject.clone(),
-                now: Utc::now(),
+                // Microseconds: the finest instant every event store keeps
+                // (PostgreSQL's timestamptz). The answer, snapshots and a later
+                // replay of the stored events must all show the same times.
+                now: Utc::now().trunc_subsecs(6),
             };
             let events = decide(&command, state.as_ref(), &ctx)?;
             let old_version = state.as_ref().map_or(0, |o| o.version);

@@ -1,0 +1,551 @@
+//! The harness of the end-to-end tests: a real `order-platform serve` process
+//! per test, on its own temporary data dir (and, for PostgreSQL, its own
+//! database), driven over HTTP.
+//!
+//! Each test binary compiles this module separately and uses only part of it.
+#![allow(dead_code)]
+
+use futures::FutureExt as _;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_order-platform");
+
+/// How long a server may take to print its banner (a cold start on a loaded
+/// 2-core machine with PostgreSQL migrations included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where events are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Options of one server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub backend: Backend,
+    pub body_limit: Option<usize>,
+    pub snapshot_every: Option<u64>,
+}
+
+impl Options {
+    pub fn new(backend: Backend) -> Options {
+        Options {
+            backend,
+            body_limit: None,
+            snapshot_every: None,
+        }
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+fn base_database_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL is not set: start PostgreSQL with `dev/stack up postgres` and run \
+         `eval \"$(dev/stack env)\"` before the PostgreSQL end-to-end tests",
+    )
+}
+
+/// `url` with its database name replaced by `db`.
+fn with_database(url: &str, db: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = head.find("://").map_or(0, |i| i + 3);
+    let base = match head[scheme_end..].find('/') {
+        Some(slash) => &head[..scheme_end + slash],
+        None => head,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+async fn admin_exec(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    sqlx::raw_sql(sql).execute(&mut conn).await?;
+    conn.close().await
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let base = base_database_url();
+        let name = format!("e2e_{}", Uuid::new_v4().simple());
+        admin_exec(&base, &format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} through DATABASE_URL: {e}"));
+        TestDatabase {
+            url: with_database(&base, &name),
+            admin_url: base,
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let url = self.admin_url.clone();
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(rt) = rt {
+                let _ = rt.block_on(admin_exec(&url, &sql));
+            }
+        })
+        .join();
+    }
+}
+
+/// A running `order-platform serve`.
+pub struct Server {
+    pub options: Options,
+    pub data: TempDir,
+    pub database: Option<TestDatabase>,
+    child: Option<Child>,
+    pub base: String,
+    pub client: reqwest::Client,
+    tokens: Mutex<HashMap<(String, Vec<String>), String>>,
+    /// Everything the server printed on stdout (banner included).
+    stdout: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub async fn start(backend: Backend) -> Server {
+        Server::start_with(Options::new(backend)).await
+    }
+
+    pub async fn start_with(options: Options) -> Server {
+        let data = TempDir::new("order-platform-e2e");
+        let database = match options.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestDatabase::create().await),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("build the HTTP client");
+        let mut server = Server {
+            options,
+            data,
+            database,
+            child: None,
+            base: String::new(),
+            client,
+            tokens: Mutex::new(HashMap::new()),
+            stdout: Arc::new(Mutex::new(String::new())),
+        };
+        server.spawn().await;
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.data.path().join("server.log")
+    }
+
+    /// The `serve` command line for this server.
+    pub fn serve_command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data.path());
+        if let Some(db) = &self.database {
+            cmd.arg("--database-url").arg(&db.url);
+        }
+        if let Some(limit) = self.options.body_limit {
+            cmd.arg("--body-limit").arg(limit.to_string());
+        }
+        if let Some(n) = self.options.snapshot_every {
+            cmd.arg("--snapshot-every").arg(n.to_string());
+        }
+        cmd.env_remove("ORDER_PLATFORM_DATABASE_URL")
+            .env_remove("ORDER_PLATFORM_LISTEN")
+            .env_remove("ORDER_PLATFORM_DATA_DIR")
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the server log");
+        let mut child = self
+            .serve_command()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn order-platform serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+        let captured = self.stdout.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1)
+                    && let Some(tx) = tx.take()
+                {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(addr.to_string());
+                }
+                let mut all = captured.lock().unwrap();
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        self.child = Some(child);
+        match tokio::time::timeout(START_TIMEOUT, rx).await {
+            Ok(Ok(addr)) => self.base = format!("http://{addr}"),
+            Ok(Err(_)) => {
+                let status = self.child.as_mut().and_then(|c| c.wait().ok());
+                panic!(
+                    "order-platform serve exited ({status:?}) before listening.\nstdout:\n{}\nlog:\n{}",
+                    self.stdout.lock().unwrap(),
+                    self.log_tail()
+                );
+            }
+            Err(_) => panic!(
+                "order-platform serve printed no banner within {START_TIMEOUT:?}.\nlog:\n{}",
+                self.log_tail()
+            ),
+        }
+    }
+
+    /// The last lines the server logged (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGKILL: no graceful shutdown, nothing flushed.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same data dir (and database).
+    pub async fn restart(&mut self) {
+        self.kill_9();
+        self.tokens.lock().unwrap().clear();
+        self.spawn().await;
+    }
+
+    /// A token for `sub` with `roles`, from the `token` subcommand of this data dir.
+    pub fn token(&self, sub: &str, roles: &[&str]) -> String {
+        let key = (
+            sub.to_string(),
+            roles.iter().map(|r| r.to_string()).collect(),
+        );
+        if let Some(t) = self.tokens.lock().unwrap().get(&key) {
+            return t.clone();
+        }
+        let token = issue_token(self.data.path(), sub, roles, "1h");
+        self.tokens.lock().unwrap().insert(key, token.clone());
+        token
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request with `token` as bearer (no token when `None`).
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(t) => builder.bearer_auth(t),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        Resp::from(self.request(Method::GET, path, Some(token)).send().await).await
+    }
+
+    /// `GET path` once the read model covers `consistency` (a command's token).
+    pub async fn get_after(&self, path: &str, token: &str, consistency: &str) -> Resp {
+        Resp::from(
+            self.request(Method::GET, path, Some(token))
+                .header("x-consistency-token", consistency)
+                .header("x-consistency-timeout-ms", "20000")
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
+        Resp::from(
+            self.request(Method::POST, path, Some(token))
+                .json(body)
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        Resp::from(self.request(Method::DELETE, path, Some(token)).send().await).await
+    }
+
+    /// Creates an order for `customer` with one line per `(sku, name, qty, price)`.
+    pub async fn create_order(
+        &self,
+        token: &str,
+        customer: &str,
+        items: &[(&str, &str, i64, &str)],
+    ) -> Resp {
+        self.post("/api/v1/orders", token, &order_body(customer, "USD", items))
+            .await
+    }
+
+    /// Creates an order and returns its id, failing the test unless it is 201.
+    pub async fn new_order(&self, token: &str, customer: &str) -> Uuid {
+        let r = self
+            .create_order(token, customer, &[("SKU-1", "Blue mug", 2, "12.50")])
+            .await;
+        r.expect(StatusCode::CREATED);
+        r.order_id()
+    }
+
+    /// Polls `GET path` as `token` until `done` holds, at most `within`.
+    pub async fn eventually(
+        &self,
+        what: &str,
+        path: &str,
+        token: &str,
+        within: Duration,
+        done: impl Fn(&Resp) -> bool,
+    ) -> Resp {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let r = self.get(path, token).await;
+            if done(&r) {
+                return r;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("{what}: not reached within {within:?}; last answer to GET {path}: {r}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill_9();
+        if std::thread::panicking() {
+            eprintln!("--- server log ({}) ---\n{}", self.base, self.log_tail());
+        }
+    }
+}
+
+/// Runs `order-platform token` for `data_dir` and returns the token.
+pub fn issue_token(data_dir: &Path, sub: &str, roles: &[&str], ttl: &str) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("token").arg("--sub").arg(sub);
+    for role in roles {
+        cmd.arg("--role").arg(role);
+    }
+    let out = cmd
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--ttl")
+        .arg(ttl)
+        .env_remove("ORDER_PLATFORM_DATA_DIR")
+        .output()
+        .expect("run order-platform token");
+    assert!(
+        out.status.success(),
+        "order-platform token failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("token is UTF-8");
+    let token = text.trim();
+    assert_eq!(
+        token.lines().count(),
+        1,
+        "the token is alone on stdout: {text:?}"
+    );
+    assert_eq!(
+        token.split('.').count(),
+        3,
+        "a JWT has three parts: {token:?}"
+    );
+    token.to_string()
+}
+
+/// The JSON body of a create-order request.
+pub fn order_body(customer: &str, currency: &str, items: &[(&str, &str, i64, &str)]) -> Value {
+    json!({
+        "customerId": customer,
+        "currency": currency,
+        "items": items.iter().map(|(sku, name, q, p)| item(sku, name, *q, p)).collect::<Vec<_>>(),
+    })
+}
+
+pub fn item(sku: &str, name: &str, quantity: i64, price: &str) -> Value {
+    json!({"sku": sku, "productName": name, "quantity": quantity, "unitPrice": price})
+}
+
+/// A response, read completely.
+#[derive(Clone, Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    pub async fn from(result: reqwest::Result<reqwest::Response>) -> Resp {
+        let response = result.expect("the server answers the request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read the response body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[track_caller]
+    pub fn expect(&self, status: StatusCode) -> &Resp {
+        assert_eq!(self.status, status, "unexpected answer: {self}");
+        self
+    }
+
+    /// Asserts a problem document with this status and code.
+    #[track_caller]
+    pub fn expect_problem(&self, status: StatusCode, code: &str) -> &Resp {
+        assert_eq!(self.status, status, "unexpected answer: {self}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "problem content type: {self}"
+        );
+        assert_eq!(self.json["code"], code, "problem code: {self}");
+        assert_eq!(
+            self.json["status"],
+            status.as_u16(),
+            "problem status field: {self}"
+        );
+        assert!(
+            self.json["title"].is_string() && self.json["type"].is_string(),
+            "problem shape: {self}"
+        );
+        self
+    }
+
+    pub fn order_id(&self) -> Uuid {
+        self.json["orderId"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no orderId in {self}"))
+    }
+
+    pub fn version(&self) -> u64 {
+        self.json["version"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no version in {self}"))
+    }
+
+    pub fn etag(&self) -> Option<&str> {
+        self.header("etag")
+    }
+
+    pub fn consistency_token(&self) -> String {
+        self.header("x-consistency-token")
+            .unwrap_or_else(|| panic!("no X-Consistency-Token in {self}"))
+            .to_string()
+    }
+}
+
+impl std::fmt::Display for Resp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text: String = self.text.chars().take(2000).collect();
+        write!(f, "{} {:?} {}", self.status, self.headers, text)
+    }
+}
+
+/// Runs `f` and turns a panic into `Err` (keeps a failing task from hiding others).
+pub async fn catch<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    std::panic::AssertUnwindSafe(f)
+        .catch_unwind()
+        .await
+        .map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+}
