@@ -123,6 +123,11 @@ fn cents(amount: &str) -> i64 {
 async fn crash_and_recover(backend: Backend) {
     let mut server = Server::start(backend).await;
     let ops = server.token("ops-1", &["ops"]);
+    // a consistency token from before the crash must stay valid after it
+    let before = server
+        .create_order(&ops, "early", &[("E-0", "Early", 1, "1.00")])
+        .await;
+    before.expect(StatusCode::CREATED);
     let acks: Acks = Arc::default();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
@@ -157,6 +162,19 @@ async fn crash_and_recover(backend: Backend) {
 
     server.restart().await;
     let ops = server.token("ops-1", &["ops"]);
+
+    let early = server
+        .get_after(
+            &format!("/api/v1/orders/{}", before.order_id()),
+            &ops,
+            &before.consistency_token(),
+        )
+        .await;
+    early.expect(StatusCode::OK);
+    assert_eq!(
+        early.json, before.json,
+        "a token from before the crash is honoured after it"
+    );
 
     // every acknowledged write survived; versions are contiguous from 1
     let mut event_counts = BTreeMap::new();
