@@ -136,6 +136,36 @@ async fn concurrent_adds(backend: Backend) {
         after.json["events"].as_array().map(Vec::len),
         Some(version as usize + 1)
     );
+
+    // concurrent creates of one client-chosen order id: one 201, the others 409
+    let chosen = uuid::Uuid::new_v4();
+    let answers = join_all((0..8).map(|i| {
+        let mut body = order_body("bob", "USD", &[(&format!("R-{i}"), "Race", 1, "1.00")]);
+        body["orderId"] = json!(chosen);
+        let (server, ops) = (&server, &ops);
+        async move { server.post("/api/v1/orders", ops, &body).await }
+    }))
+    .await;
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|r| r.status == StatusCode::CREATED)
+            .count(),
+        1,
+        "one creation wins: {:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in answers.iter().filter(|r| r.status != StatusCode::CREATED) {
+        r.expect_problem(StatusCode::CONFLICT, "order_already_exists");
+    }
+    let events = server
+        .get(&format!("/api/v1/orders/{chosen}/events"), &ops)
+        .await;
+    assert_eq!(
+        events.json["events"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
