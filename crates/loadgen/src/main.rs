@@ -452,6 +452,9 @@ struct Summary {
     warmup_requests: u64,
     rollovers: u64,
     visibility: Vec<Duration>,
+    /// The first sample, taken right after the load phase: high when the
+    /// projector still had a backlog to work off.
+    visibility_first: Option<Duration>,
     visibility_timeouts: u64,
     visibility_errors: BTreeMap<String, u64>,
 }
@@ -481,7 +484,7 @@ async fn measure_visibility(
     scenario: Scenario,
     samples: u32,
     run: &str,
-) -> (Vec<Duration>, u64, BTreeMap<String, u64>) {
+) -> (Vec<Duration>, Option<Duration>, u64, BTreeMap<String, u64>) {
     let mut state = WorkerState::new(u32::MAX, run);
     state.customer = format!("loadgen-{run}-visibility");
     let mut times = Vec::with_capacity(samples as usize);
@@ -524,8 +527,9 @@ async fn measure_visibility(
             tokio::time::sleep(POLL_INTERVAL).await;
         }
     }
+    let first = times.first().copied();
     times.sort();
-    (times, timeouts, errors)
+    (times, first, timeouts, errors)
 }
 
 async fn run(args: &Args) -> anyhow::Result<Summary> {
@@ -605,7 +609,7 @@ async fn run(args: &Args) -> anyhow::Result<Summary> {
         None => last - measure_from,
     };
 
-    let (visibility, visibility_timeouts, visibility_errors) =
+    let (visibility, visibility_first, visibility_timeouts, visibility_errors) =
         measure_visibility(&api, args.scenario, args.visibility_samples, &run_id).await;
 
     Ok(Summary {
@@ -618,6 +622,7 @@ async fn run(args: &Args) -> anyhow::Result<Summary> {
         warmup_requests,
         rollovers,
         visibility,
+        visibility_first,
         visibility_timeouts,
         visibility_errors,
     })
@@ -656,6 +661,7 @@ fn to_json(args: &Args, s: &Summary) -> Value {
             "p50Ms": ms(percentile(vis, 50.0)),
             "p99Ms": ms(percentile(vis, 99.0)),
             "maxMs": ms(vis.last().copied()),
+            "firstMs": ms(s.visibility_first),
         },
     })
 }
@@ -734,6 +740,12 @@ fn human(args: &Args, s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
         "  {:<28} {:>12}",
         "visibility max (ms)",
         fmt_ms(vis.last().copied())
+    )?;
+    writeln!(
+        out,
+        "  {:<28} {:>12}",
+        "visibility first sample (ms)",
+        fmt_ms(s.visibility_first)
     )?;
     if !s.errors.is_empty() {
         writeln!(out)?;
