@@ -238,6 +238,19 @@ impl QueryService {
         }
     }
 
+    /// One page of orders matching `filter`, once the read model is fresh enough.
+    async fn page(
+        &self,
+        filter: &OrderFilter,
+        params: &ListParams,
+        headers: &HeaderMap,
+    ) -> Result<axum::Json<Page>, ApiError> {
+        let page = params.page()?;
+        self.await_consistency(headers).await?;
+        let page = self.read.list(filter, &page).await.map_err(read_error)?;
+        Ok(axum::Json(page))
+    }
+
     /// The order's full history, checking the caller may read it.
     async fn history(
         &self,
@@ -336,14 +349,7 @@ async fn list_orders(
         ));
     }
     let filter = params.filter(&caller)?;
-    let page = params.page()?;
-    service.await_consistency(&headers).await?;
-    let page = service
-        .read
-        .list(&filter, &page)
-        .await
-        .map_err(read_error)?;
-    Ok(axum::Json(page))
+    service.page(&filter, &params, &headers).await
 }
 
 /// Full-text search over product names and SKUs, plus exact order and customer ids.
@@ -367,14 +373,7 @@ async fn search_orders(
         ));
     }
     filter.text = Some(text.to_string());
-    let page = params.page()?;
-    service.await_consistency(&headers).await?;
-    let page = service
-        .read
-        .list(&filter, &page)
-        .await
-        .map_err(read_error)?;
-    Ok(axum::Json(page))
+    service.page(&filter, &params, &headers).await
 }
 
 /// Counts per status, and per currency the order count and the sum of live totals.
