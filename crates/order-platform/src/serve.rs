@@ -105,9 +105,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         "SQLite"
     };
+    let me = how_to_run_me();
     println!(
         "Order Platform listening on http://{address} (events in {store}, data dir {dir})\n\
-         Get a token:  order-platform token --sub alice --role customer --data-dir {dir}\n\
+         Get a token:  TOKEN=$({me} token --sub alice --role customer --data-dir {dir})\n\
          Then:         curl -H \"Authorization: Bearer $TOKEN\" http://{address}/api/v1/orders\n\
          API document: http://{address}/api/v1/openapi.json"
     );
@@ -243,4 +244,16 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// The command line that runs this binary again, for the banner's copy-paste hint:
+/// `cargo run` when cargo started us (the binary then sits deep in a target dir),
+/// otherwise the name the user typed.
+fn how_to_run_me() -> String {
+    if std::env::var_os("CARGO").is_some() {
+        return "cargo run --release -q --".to_string();
+    }
+    std::env::args()
+        .next()
+        .unwrap_or_else(|| "order-platform".to_string())
 }
