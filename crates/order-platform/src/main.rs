@@ -4,10 +4,12 @@
 //! embedded defaults (SQLite in `./data`, http://127.0.0.1:8080).
 
 mod admin;
+mod config;
 mod serve;
 
-use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use config::FileConfig;
 use order_auth::{LocalSigningKey, Role};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +21,15 @@ use std::path::PathBuf;
     about = "Event-sourced order management platform"
 )]
 struct Cli {
+    /// A TOML file with settings (keys are the flag names in snake case, e.g.
+    /// `data_dir`). Flags and ORDER_PLATFORM_* variables take precedence over it.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDER_PLATFORM_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -100,22 +111,45 @@ fn parse_ttl(text: &str) -> Result<chrono::Duration, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Token(args)) => token(args),
-        Some(Command::Migrate(args)) => runtime()?.block_on(serve::migrate(args)),
-        Some(Command::Serve(args)) => runtime()?.block_on(serve::serve(args)),
-        None => {
-            // `order-platform` alone: serve with defaults (and the environment).
-            let Cli {
-                command: Some(Command::Serve(args)),
-            } = Cli::parse_from(["order-platform", "serve"])
-            else {
-                bail!("could not build the default serve arguments");
-            };
+    let (cli, matches) = parse_command_line()?;
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let given = matches
+        .subcommand()
+        .map(|(_, given)| given)
+        .context("no subcommand after defaulting to serve")?;
+    match cli
+        .command
+        .context("no subcommand after defaulting to serve")?
+    {
+        Command::Token(mut args) => {
+            file.apply_to_data_dir(&mut args.data_dir, given);
+            token(args)
+        }
+        Command::Migrate(mut args) => {
+            file.apply_to_store(&mut args, given);
+            runtime()?.block_on(serve::migrate(args))
+        }
+        Command::Serve(mut args) => {
+            file.apply_to_serve(&mut args, given);
             runtime()?.block_on(serve::serve(args))
         }
     }
+}
+
+/// The parsed command line and clap's matches (which tell where each value came
+/// from). `order-platform [--config FILE]` alone means `order-platform serve`.
+fn parse_command_line() -> anyhow::Result<(Cli, ArgMatches)> {
+    let mut matches = Cli::command().get_matches();
+    if matches.subcommand().is_none() {
+        let mut argv: Vec<_> = std::env::args_os().collect();
+        argv.insert(1.min(argv.len()), "serve".into());
+        matches = Cli::command().get_matches_from(argv);
+    }
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+    Ok((cli, matches))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -127,7 +161,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     if args.sub.trim().is_empty() {
-        bail!("--sub must not be blank");
+        anyhow::bail!("--sub must not be blank");
     }
     let key = LocalSigningKey::load_or_create(&args.data_dir)?;
     let token = key.issue(&args.sub, &args.roles, chrono::Utc::now(), args.ttl)?;
@@ -160,7 +194,6 @@ mod tests {
 
     #[test]
     fn the_cli_definition_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 }

@@ -296,3 +296,114 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
     .await;
     live.expect(StatusCode::OK);
 }
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_sets_what_flags_do_not() {
+    let dir = TempDir::new("order-platform-e2e-config");
+    let config = dir.path().join("order-platform.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"state\"\nbody_limit = 300\n",
+    )
+    .expect("write the config file");
+    let config = config.to_str().expect("utf-8 path");
+
+    // `order-platform --config FILE` alone serves, with the file's settings.
+    let mut child = std::process::Command::new(BIN)
+        .args(["--config", config])
+        .env_remove("ORDER_PLATFORM_LISTEN")
+        .env_remove("ORDER_PLATFORM_DATA_DIR")
+        .env_remove("ORDER_PLATFORM_DATABASE_URL")
+        .env_remove("ORDER_PLATFORM_BODY_LIMIT")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn order-platform --config");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = KillOnDrop(child);
+    let banner = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                .map(|_| line)
+        }),
+    )
+    .await
+    .expect("a banner within 60 s")
+    .expect("the reader thread")
+    .expect("read the banner");
+    let state = dir.path().join("state");
+    assert!(
+        banner.contains(&format!("data dir {}", state.display())),
+        "the data dir comes from the file, relative to it: {banner}"
+    );
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("an address in the banner: {banner}"))
+        .to_string();
+    assert!(
+        !base.ends_with(":8080"),
+        "listen comes from the file: {banner}"
+    );
+
+    // `token --config FILE` signs with the key of the same data dir.
+    let (ok, token, stderr) = run(&[
+        "token", "--config", config, "--sub", "ops-1", "--role", "ops",
+    ]);
+    assert!(ok, "token with --config: {stderr}");
+    assert!(
+        state.join("signing-key.p8").exists(),
+        "the key lives in the file's data dir"
+    );
+    let client = reqwest::Client::new();
+    let list = Resp::from(
+        client
+            .get(format!("{base}/api/v1/orders"))
+            .bearer_auth(token.trim())
+            .send()
+            .await,
+    )
+    .await;
+    list.expect(StatusCode::OK);
+
+    // body_limit = 300 from the file
+    let body = serde_json::json!({
+        "customerId": "alice", "currency": "USD",
+        "items": [{"sku": "A", "productName": "x".repeat(400), "quantity": 1, "unitPrice": "1.00"}]
+    });
+    let big = Resp::from(
+        client
+            .post(format!("{base}/api/v1/orders"))
+            .bearer_auth(token.trim())
+            .json(&body)
+            .send()
+            .await,
+    )
+    .await;
+    big.expect_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    drop(server);
+
+    // A mistake in the file stops the start and names the key and the file.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "lisen = \"127.0.0.1:0\"\n").expect("write the bad file");
+    let (ok, _, stderr) = run(&["serve", "--config", bad.to_str().expect("utf-8 path")]);
+    assert!(!ok, "a bad config file is refused");
+    assert!(
+        stderr.contains("lisen") && stderr.contains("bad.toml"),
+        "the message names the key and the file: {stderr}"
+    );
+}
