@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use config::FileConfig;
 use order_auth::{LocalSigningKey, Role};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -165,7 +166,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     }
     let key = LocalSigningKey::load_or_create(&args.data_dir)?;
     let token = key.issue(&args.sub, &args.roles, chrono::Utc::now(), args.ttl)?;
-    println!("{token}");
+    writeln!(std::io::stdout(), "{token}").context("writing the token to stdout")?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use order_http::{ApiError, ReadinessCheck, Verifier};
 use order_query_service::QueryService;
 use order_read_model::{Projector, ReadStore, SqliteReadStore};
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -68,7 +69,7 @@ pub async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&args.data_dir)?;
     open_event_store(&args).await?;
     open_read_store(&args.data_dir).await?;
-    println!("migrations applied");
+    let _ = writeln!(std::io::stdout(), "migrations applied");
     Ok(())
 }
 
@@ -106,7 +107,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "SQLite"
     };
     let me = how_to_run_me();
-    println!(
+    // Not println!: it panics when stdout is a closed pipe (`serve | head -1`), and the
+    // banner is a courtesy, not a reason to stop serving (the log line below says it too).
+    let _ = writeln!(
+        std::io::stdout(),
         "Order Platform listening on http://{address} (events in {store}, data dir {dir})\n\
          Get a token:  TOKEN=$({me} token --sub alice --role customer --data-dir {dir})\n\
          Then:         curl -H \"Authorization: Bearer $TOKEN\" http://{address}/api/v1/orders\n\

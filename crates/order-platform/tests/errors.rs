@@ -463,6 +463,16 @@ async fn bodies_over_the_limit_are_413() {
             .await
             .expect_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     }
+    // A body far over the limit still gets its 413 (the server reads and drops the
+    // rest instead of closing on unread input, which would reset the connection and
+    // lose the answer), and the connection pool keeps working.
+    let huge = order_body("alice", "USD", &[("A", &"z".repeat(256 * 1024), 1, "1.00")]);
+    for _ in 0..10 {
+        server
+            .post("/api/v1/orders", &ops, &huge)
+            .await
+            .expect_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    }
     // just under the limit is fine (and then a validation matter)
     let under = server
         .post(

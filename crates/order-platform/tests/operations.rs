@@ -407,3 +407,52 @@ async fn a_config_file_sets_what_flags_do_not() {
         "the message names the key and the file: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_does_not_stop_the_server() {
+    // `order-platform serve | head -1`, or a supervisor that closes the pipe: the banner
+    // cannot be written, the server must serve anyway.
+    let dir = TempDir::new("order-platform-e2e-stdout");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .env_remove("ORDER_PLATFORM_DATABASE_URL")
+        .env_remove("ORDER_PLATFORM_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn order-platform serve");
+    drop(child.stdout.take()); // closed before the server gets to print
+    let mut server = KillOnDrop(child);
+
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = server.0.try_wait().expect("poll the server") {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = server.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("the server exited ({status}) with stdout closed:\n{stderr}");
+        }
+        let live = client
+            .get(format!("http://{listen}/health/live"))
+            .send()
+            .await;
+        if live.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not come up within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
