@@ -53,50 +53,42 @@ impl FileConfig {
 
     /// Fills the settings of `serve` that neither a flag nor the environment set.
     pub fn apply_to_serve(&self, args: &mut ServeArgs, given: &ArgMatches) {
-        if let Some(listen) = self.listen
-            && defaulted(given, "listen")
-        {
-            args.listen = listen;
-        }
-        if let Some(limit) = self.body_limit
-            && defaulted(given, "body_limit")
-        {
-            args.body_limit = limit;
-        }
-        if let Some(every) = self.snapshot_every
-            && defaulted(given, "snapshot_every")
-        {
-            args.snapshot_every = every;
-        }
+        fill(&mut args.listen, self.listen, given, "listen");
+        fill(&mut args.body_limit, self.body_limit, given, "body_limit");
+        fill(
+            &mut args.snapshot_every,
+            self.snapshot_every,
+            given,
+            "snapshot_every",
+        );
         self.apply_to_store(&mut args.store, given);
     }
 
     /// Fills the storage settings (used by `serve` and `migrate`).
     pub fn apply_to_store(&self, args: &mut StoreArgs, given: &ArgMatches) {
         self.apply_to_data_dir(&mut args.data_dir, given);
-        if let Some(url) = &self.database_url
-            && defaulted(given, "database_url")
-        {
-            args.database_url = Some(url.clone());
-        }
+        let url = self.database_url.clone().map(Some);
+        fill(&mut args.database_url, url, given, "database_url");
     }
 
     /// Fills the data dir (the one setting `token` shares with the server).
     pub fn apply_to_data_dir(&self, data_dir: &mut PathBuf, given: &ArgMatches) {
-        if let Some(dir) = &self.data_dir
-            && defaulted(given, "data_dir")
-        {
-            *data_dir = dir.clone();
-        }
+        fill(data_dir, self.data_dir.clone(), given, "data_dir");
     }
 }
 
-/// True when the user left `id` alone: no flag and no environment variable.
-fn defaulted(given: &ArgMatches, id: &str) -> bool {
-    matches!(
+/// Puts the file's value (if any) into `setting` when the user left the argument
+/// `id` alone: no flag and no environment variable.
+fn fill<T>(setting: &mut T, from_file: Option<T>, given: &ArgMatches, id: &str) {
+    let defaulted = matches!(
         given.value_source(id),
         None | Some(ValueSource::DefaultValue)
-    )
+    );
+    if let Some(value) = from_file
+        && defaulted
+    {
+        *setting = value;
+    }
 }
 
 #[cfg(test)]
@@ -118,9 +110,15 @@ mod tests {
         result
     }
 
-    /// `serve` parsed from `argv` with `file` applied, as `main` does it.
+    /// `serve` parsed from `argv` with `file` applied, as `main` does it. The
+    /// `ORDER_PLATFORM_*` variables are switched off, so the developer's own
+    /// environment cannot change what these tests see.
     fn serve(argv: &[&str], file: &FileConfig) -> ServeArgs {
-        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None))
+            .mut_subcommand("serve", |s| s.mut_args(|a| a.env(None)))
+            .try_get_matches_from(argv)
+            .expect("valid arguments");
         let Some(Command::Serve(mut args)) = Cli::from_arg_matches(&matches).unwrap().command
         else {
             panic!("not serve")

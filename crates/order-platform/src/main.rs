@@ -112,37 +112,31 @@ fn parse_ttl(text: &str) -> Result<chrono::Duration, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let (cli, matches) = parse_command_line()?;
-    let file = match &cli.config {
+    let (config, command, given) = parse_command_line()?;
+    let file = match &config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let given = matches
-        .subcommand()
-        .map(|(_, given)| given)
-        .context("no subcommand after defaulting to serve")?;
-    match cli
-        .command
-        .context("no subcommand after defaulting to serve")?
-    {
+    match command {
         Command::Token(mut args) => {
-            file.apply_to_data_dir(&mut args.data_dir, given);
+            file.apply_to_data_dir(&mut args.data_dir, &given);
             token(args)
         }
         Command::Migrate(mut args) => {
-            file.apply_to_store(&mut args, given);
+            file.apply_to_store(&mut args, &given);
             runtime()?.block_on(serve::migrate(args))
         }
         Command::Serve(mut args) => {
-            file.apply_to_serve(&mut args, given);
+            file.apply_to_serve(&mut args, &given);
             runtime()?.block_on(serve::serve(args))
         }
     }
 }
 
-/// The parsed command line and clap's matches (which tell where each value came
-/// from). `order-platform [--config FILE]` alone means `order-platform serve`.
-fn parse_command_line() -> anyhow::Result<(Cli, ArgMatches)> {
+/// The `--config` file, the subcommand, and clap's matches for the subcommand
+/// (which tell whether a value came from a flag, the environment or a default).
+/// `order-platform [--config FILE]` alone means `order-platform serve`.
+fn parse_command_line() -> anyhow::Result<(Option<PathBuf>, Command, ArgMatches)> {
     let mut matches = Cli::command().get_matches();
     if matches.subcommand().is_none() {
         let mut argv: Vec<_> = std::env::args_os().collect();
@@ -150,7 +144,10 @@ fn parse_command_line() -> anyhow::Result<(Cli, ArgMatches)> {
         matches = Cli::command().get_matches_from(argv);
     }
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
-    Ok((cli, matches))
+    match (cli.command, matches.remove_subcommand()) {
+        (Some(command), Some((_, given))) => Ok((cli.config, command, given)),
+        _ => anyhow::bail!("no subcommand, even after defaulting to serve"),
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::Duration;
-use support::{BIN, Backend, Resp, Server, TempDir, issue_token};
+use support::{Backend, Resp, Server, TempDir, issue_token, order_platform};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_need_no_token() {
@@ -161,9 +161,8 @@ async fn the_openapi_document_lists_exactly_the_served_routes() {
 
 /// Runs the binary with `args` and returns (success, stdout, stderr).
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(BIN)
+    let out = order_platform()
         .args(args)
-        .env_remove("ORDER_PLATFORM_DATA_DIR")
         .output()
         .expect("run order-platform");
     (
@@ -319,13 +318,8 @@ async fn a_config_file_sets_what_flags_do_not() {
     let config = config.to_str().expect("utf-8 path");
 
     // `order-platform --config FILE` alone serves, with the file's settings.
-    let mut child = std::process::Command::new(BIN)
+    let mut child = order_platform()
         .args(["--config", config])
-        .env_remove("ORDER_PLATFORM_LISTEN")
-        .env_remove("ORDER_PLATFORM_DATA_DIR")
-        .env_remove("ORDER_PLATFORM_DATABASE_URL")
-        .env_remove("ORDER_PLATFORM_BODY_LIMIT")
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -368,6 +362,20 @@ async fn a_config_file_sets_what_flags_do_not() {
     assert!(
         state.join("signing-key.p8").exists(),
         "the key lives in the file's data dir"
+    );
+    // ORDER_PLATFORM_DATA_DIR beats the file.
+    let elsewhere = dir.path().join("from-env");
+    let out = order_platform()
+        .args([
+            "token", "--config", config, "--sub", "ops-1", "--role", "ops",
+        ])
+        .env("ORDER_PLATFORM_DATA_DIR", &elsewhere)
+        .output()
+        .expect("run order-platform token");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        elsewhere.join("signing-key.p8").exists(),
+        "the environment variable wins over the file"
     );
     let client = reqwest::Client::new();
     let list = Resp::from(
@@ -418,12 +426,9 @@ async fn a_closed_stdout_does_not_stop_the_server() {
         .expect("a free port")
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new(BIN)
+    let mut child = order_platform()
         .args(["serve", "--listen", &listen, "--data-dir"])
         .arg(dir.path())
-        .env_remove("ORDER_PLATFORM_DATABASE_URL")
-        .env_remove("ORDER_PLATFORM_CONFIG")
-        .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -190,7 +190,7 @@ impl Server {
 
     /// The `serve` command line for this server.
     pub fn serve_command(&self) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = order_platform();
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -205,10 +205,6 @@ impl Server {
         if let Some(n) = self.options.snapshot_every {
             cmd.arg("--snapshot-every").arg(n.to_string());
         }
-        cmd.env_remove("ORDER_PLATFORM_DATABASE_URL")
-            .env_remove("ORDER_PLATFORM_LISTEN")
-            .env_remove("ORDER_PLATFORM_DATA_DIR")
-            .env("RUST_LOG", "warn");
         cmd
     }
 
@@ -402,9 +398,23 @@ impl Drop for Server {
     }
 }
 
+/// The binary, shielded from the developer's own settings: every `ORDER_PLATFORM_*`
+/// variable (listen address, data dir, database, config file...) is removed, so a
+/// test gets exactly the settings it passes. Logs at `warn`.
+pub fn order_platform() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ORDER_PLATFORM_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
 /// Runs `order-platform token` for `data_dir` and returns the token.
 pub fn issue_token(data_dir: &Path, sub: &str, roles: &[&str], ttl: &str) -> String {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = order_platform();
     cmd.arg("token").arg("--sub").arg(sub);
     for role in roles {
         cmd.arg("--role").arg(role);
@@ -414,7 +424,6 @@ pub fn issue_token(data_dir: &Path, sub: &str, roles: &[&str], ttl: &str) -> Str
         .arg(data_dir)
         .arg("--ttl")
         .arg(ttl)
-        .env_remove("ORDER_PLATFORM_DATA_DIR")
         .output()
         .expect("run order-platform token");
     assert!(
