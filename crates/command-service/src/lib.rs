@@ -225,13 +225,8 @@ impl CommandService {
                         .increment(events.len() as u64);
                     (self.on_append)(appended.consistency_token);
                     self.maybe_snapshot(&new_state, old_version).await;
-                    let response = respond(
-                        status,
-                        &body,
-                        new_state.version,
-                        appended.consistency_token,
-                        false,
-                    );
+                    let token = appended.consistency_token.to_header(self.store.store_id());
+                    let response = respond(status, &body, new_state.version, &token, false);
                     return Ok(response);
                 }
                 Err(StoreError::Conflict { actual, .. }) if expected.is_some() => {
@@ -276,7 +271,8 @@ impl CommandService {
         let status = StatusCode::from_u16(stored.status).map_err(ApiError::internal)?;
         let version = stored.response["version"].as_u64().unwrap_or_default();
         let token = self.store.current_token().await.map_err(unavailable)?;
-        Ok(respond(status, &stored.response, version, token, true))
+        let token = token.to_header(self.store.store_id());
+        Ok(respond(status, &stored.response, version, &token, true))
     }
 
     async fn maybe_snapshot(&self, order: &Order, old_version: u64) {
@@ -349,7 +345,7 @@ fn respond(
     status: StatusCode,
     body: &serde_json::Value,
     version: u64,
-    token: ConsistencyToken,
+    token: &str,
     replayed: bool,
 ) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
@@ -360,7 +356,7 @@ fn respond(
         }
     };
     set("etag", format!("\"{version}\""));
-    set(CONSISTENCY_TOKEN, token.0.to_string());
+    set(CONSISTENCY_TOKEN, token.to_string());
     if status == StatusCode::CREATED
         && let Some(id) = body["orderId"].as_str()
     {

@@ -227,6 +227,52 @@ pub async fn consistency_tokens_grow_with_each_append(store: &dyn EventStore) {
     );
 }
 
+pub async fn backlog_counts_what_a_reader_has_not_read(store: &dyn EventStore) {
+    assert_eq!(
+        store.backlog(LogCursor::default()).await.unwrap(),
+        Backlog::default()
+    );
+    store.append(request(Uuid::new_v4(), 0, 2)).await.unwrap();
+    let last = store.append(request(Uuid::new_v4(), 0, 3)).await.unwrap();
+    let all = read_all(store, last.consistency_token).await;
+
+    let from_start = store.backlog(LogCursor::default()).await.unwrap();
+    assert_eq!(from_start.events, 5);
+    assert_eq!(from_start.oldest, Some(all[0].occurred_at));
+    let after_two = LogCursor {
+        position: all[1].global_position,
+    };
+    let rest = store.backlog(after_two).await.unwrap();
+    assert_eq!(rest.events, 3);
+    assert_eq!(rest.oldest, Some(all[2].occurred_at));
+    let at_end = LogCursor {
+        position: all[4].global_position,
+    };
+    assert_eq!(store.backlog(at_end).await.unwrap(), Backlog::default());
+}
+
+/// Tokens name their store on the wire; another store's token is refused.
+pub async fn tokens_name_their_store(store: &dyn EventStore) {
+    let appended = store.append(request(Uuid::new_v4(), 0, 1)).await.unwrap();
+    let header = appended.consistency_token.to_header(store.store_id());
+    assert_eq!(
+        ConsistencyToken::from_header(&header, store.store_id()),
+        Ok(appended.consistency_token)
+    );
+    let other = StoreId(Uuid::new_v4());
+    assert_eq!(
+        ConsistencyToken::from_header(&header, other),
+        Err(TokenError::OtherStore)
+    );
+    for junk in ["", "42", "x:1", ":", "abc:def"] {
+        assert_eq!(
+            ConsistencyToken::from_header(junk, store.store_id()),
+            Err(TokenError::Malformed),
+            "{junk:?}"
+        );
+    }
+}
+
 pub async fn snapshots_keep_the_newest(store: &dyn EventStore) {
     let stream = Uuid::new_v4();
     assert_eq!(store.load_snapshot(stream).await.unwrap(), None);
@@ -287,6 +333,14 @@ macro_rules! conformance_tests {
             #[tokio::test]
             async fn consistency_tokens_grow_with_each_append() {
                 c::consistency_tokens_grow_with_each_append(&*$open.await).await
+            }
+            #[tokio::test]
+            async fn backlog_counts_what_a_reader_has_not_read() {
+                c::backlog_counts_what_a_reader_has_not_read(&*$open.await).await
+            }
+            #[tokio::test]
+            async fn tokens_name_their_store() {
+                c::tokens_name_their_store(&*$open.await).await
             }
             #[tokio::test]
             async fn snapshots_keep_the_newest() {

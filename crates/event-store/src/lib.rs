@@ -15,7 +15,9 @@ mod sqlite;
 pub mod conformance;
 
 pub use postgres::PostgresEventStore;
-pub use sqlite::SqliteEventStore;
+pub use sqlite::{
+    BUSY_TIMEOUT as SQLITE_BUSY_TIMEOUT, SqliteEventStore, open_pool as open_sqlite_pool,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -95,21 +97,73 @@ pub struct RecordedEvent {
     pub idempotency_key: Option<String>,
 }
 
-/// A point in the global log in the adapter's delivery order. Consumers store
-/// it as their checkpoint and hand it back to resume; its parts mean nothing
-/// outside the adapter that produced it.
+/// A point in the global log: the last position a consumer has seen. Consumers
+/// store it as their checkpoint and hand it back to resume. Every adapter
+/// delivers the log in position order, and positions survive backups and
+/// restores of the store (they are plain column values).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LogCursor {
-    pub commit: u64,
     pub position: i64,
 }
 
 /// A watermark in the log: a token `t` is covered by a reader once the reader's
-/// [`LogBatch::covered`] is at least `t`. Opaque to clients; stable across restarts.
+/// [`LogBatch::covered`] is at least `t`. Stable across restarts.
+///
+/// On the wire (the `X-Consistency-Token` header) a token also names the store
+/// it came from, see [`ConsistencyToken::to_header`]: a position means nothing
+/// in another store.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct ConsistencyToken(pub u64);
+
+impl ConsistencyToken {
+    /// `<store id in 32 hex digits>:<position>`: opaque to clients, readable in a log.
+    pub fn to_header(self, store: StoreId) -> String {
+        format!("{}:{}", store.0.simple(), self.0)
+    }
+
+    /// Reads a header value written by [`ConsistencyToken::to_header`] for `store`.
+    pub fn from_header(text: &str, store: StoreId) -> Result<ConsistencyToken, TokenError> {
+        let (id, position) = text.trim().split_once(':').ok_or(TokenError::Malformed)?;
+        let id = Uuid::try_parse(id).map_err(|_| TokenError::Malformed)?;
+        let position = position.parse().map_err(|_| TokenError::Malformed)?;
+        if id != store.0 {
+            return Err(TokenError::OtherStore);
+        }
+        Ok(ConsistencyToken(position))
+    }
+}
+
+/// Why an `X-Consistency-Token` header was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("not a consistency token of this API")]
+    Malformed,
+    #[error("the consistency token comes from another event store")]
+    OtherStore,
+}
+
+/// The identity of one event store, created with it and kept by its backups.
+/// Checkpoints and consistency tokens carry it, so that nothing positioned in
+/// one store is ever used against another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StoreId(pub Uuid);
+
+impl std::fmt::Display for StoreId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a consumer at some cursor still has to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events after the cursor.
+    pub events: u64,
+    /// When the oldest of them happened; `None` when there are none.
+    pub oldest: Option<DateTime<Utc>>,
+}
 
 /// One read of the global log.
 #[derive(Clone, Debug)]
@@ -119,6 +173,21 @@ pub struct LogBatch {
     pub next: LogCursor,
     /// Every write whose token is at most this has been returned by this read or earlier ones.
     pub covered: ConsistencyToken,
+}
+
+impl LogBatch {
+    /// A gap-safe read of `events` (in position order) that started after `after`:
+    /// the read has seen every position up to its last event.
+    pub fn after(after: LogCursor, events: Vec<RecordedEvent>) -> LogBatch {
+        let next = events.last().map_or(after, |e| LogCursor {
+            position: e.global_position,
+        });
+        LogBatch {
+            events,
+            next,
+            covered: ConsistencyToken(next.position.max(0) as u64),
+        }
+    }
 }
 
 /// A cached state of a stream; an optimisation only.
@@ -160,6 +229,36 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A broken unique rule of the schema that means something to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Violation {
+    /// `(stream_id, version)`: a concurrent append took this version first.
+    StreamVersion,
+    /// The idempotency key's primary key: a concurrent request with the key won.
+    IdempotencyKey,
+}
+
+/// Names the rule a failed write broke, by the constraint that reported it:
+/// PostgreSQL names the constraint, SQLite the table and columns in its message.
+fn violation(e: &sqlx::Error) -> Option<Violation> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    if !matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation) {
+        return None;
+    }
+    match db.constraint() {
+        Some("events_stream_id_version_key") => Some(Violation::StreamVersion),
+        Some("idempotency_pkey") => Some(Violation::IdempotencyKey),
+        Some(_) => None,
+        None => match db.message() {
+            m if m.ends_with("events.stream_id, events.version") => Some(Violation::StreamVersion),
+            m if m.ends_with("idempotency.key") => Some(Violation::IdempotencyKey),
+            _ => None,
+        },
+    }
+}
+
 /// The event store port.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
@@ -191,8 +290,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// Checks the store answers; used by readiness probes.
     async fn ping(&self) -> Result<()>;
 
+    /// What a reader at `after` has not read yet (for lag metrics and health).
+    async fn backlog(&self, after: LogCursor) -> Result<Backlog>;
+
     /// Short adapter name for logs and metrics ("sqlite", "postgres").
     fn kind(&self) -> &'static str;
+
+    /// This store's identity.
+    fn store_id(&self) -> StoreId;
 }
 
 fn to_u64(v: i64, what: &str) -> Result<u64> {

@@ -1,29 +1,43 @@
 //! PostgreSQL adapter: the production event store.
 //!
-//! # Gap safety: the transaction-id horizon
+//! # Gap safety: appends commit in position order
 //!
-//! `global_position` comes from a sequence, and sequence values commit out of
-//! order: transaction A takes position 10, B takes 11, B commits, A is still
-//! open. A reader that saw 11 and moved its cursor past 10 would lose A's event.
+//! `global_position` comes from a sequence, and in general sequence values
+//! commit out of order: transaction A takes position 10, B takes 11, B commits,
+//! A is still open. A reader that saw 11 and moved its cursor past 10 would
+//! lose A's event when A commits.
 //!
-//! Every row therefore records the id of the transaction that wrote it
-//! (`transaction_id xid8`, from `pg_current_xact_id()`), and the log is
-//! delivered in `(transaction_id, global_position)` order, but only for
-//! transactions below the *horizon* `pg_snapshot_xmin(pg_current_snapshot())`:
-//! the oldest transaction id still running. Every transaction below it has
-//! finished, so its rows are all visible (or it aborted and they never will
-//! be); nothing the reader skips can appear later. No timeouts, no locks
-//! between writers. The price: a transaction left open anywhere in the
-//! database holds the horizon, and with it every reader, back until it ends —
-//! keep transactions short (and set `idle_in_transaction_session_timeout`).
+//! So appends to one store never overlap between drawing a position and
+//! committing: a statement-level trigger on `events` (migration 0002) takes the
+//! store's *append lock*, a transaction-scoped advisory lock, before the first
+//! row of any insert is formed and so before `nextval` runs. The lock is held
+//! until the transaction ends, and PostgreSQL makes a commit visible before it
+//! releases the committing transaction's locks. Hence, whenever a reader's
+//! snapshot shows position `p`, every smaller position is either visible in the
+//! same snapshot or belongs to a transaction that aborted and will never
+//! appear. The reader simply reads `global_position > cursor` in order; no
+//! horizon, no timeout, nothing to skip.
 //!
-//! The consistency token of an append is `pg_snapshot_xmax` taken right after
-//! commit: every transaction acknowledged before then has a smaller id. A
-//! reader covers it once its horizon has passed it.
+//! What this buys, compared with the transaction-id horizon used before:
+//! - the cursor depends only on transactions that append to *this* store: an
+//!   idle session, a long report or a prepared transaction anywhere else in the
+//!   cluster holds nothing back;
+//! - positions are plain column values, so a `pg_dump` and restore into another
+//!   cluster keeps every checkpoint meaningful (transaction ids do not survive);
+//! - the consistency token of an append is its last position, known before the
+//!   commit: nothing runs after the commit that could fail.
+//!
+//! The price: the window from an append's first insert to its commit is
+//! serialised per store. It is short (the inserts and the commit), and the
+//! command service keeps it short; a session that inserts into `events` by hand
+//! and stays open stops every other append until it ends (our own sessions run
+//! with `lock_timeout` and `idle_in_transaction_session_timeout`, so such a
+//! stall turns into errors, never into a skipped event).
 
 use crate::{
-    AppendRequest, Appended, ConsistencyToken, EventStore, LogBatch, LogCursor, RecordedEvent,
-    Result, Snapshot, StoreError, StoredResponse, to_i64, to_u64,
+    AppendRequest, Appended, Backlog, ConsistencyToken, EventStore, LogBatch, LogCursor,
+    RecordedEvent, Result, Snapshot, StoreError, StoreId, StoredResponse, Violation, to_i64,
+    to_u64, violation,
 };
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -35,11 +49,18 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PostgresEventStore {
     pool: PgPool,
+    store_id: StoreId,
 }
 
 impl PostgresEventStore {
     /// Connects and runs migrations. `options` may carry a `search_path` to use a schema.
     pub async fn connect(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+        let options = options.options([
+            // An append waiting this long for the append lock fails (503) instead of hanging.
+            ("lock_timeout", "10s"),
+            // A session of ours that stops mid-transaction cannot hold the lock for long.
+            ("idle_in_transaction_session_timeout", "60s"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
@@ -49,7 +70,13 @@ impl PostgresEventStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migrating the event store: {e}")))?;
-        Ok(PostgresEventStore { pool })
+        let store_id = sqlx::query_scalar("SELECT store_id FROM store_identity")
+            .fetch_one(&pool)
+            .await?;
+        Ok(PostgresEventStore {
+            pool,
+            store_id: StoreId(store_id),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -88,15 +115,6 @@ fn decode(row: &PgRow) -> Result<RecordedEvent> {
     })
 }
 
-fn parse_xid(text: &str) -> Result<u64> {
-    text.parse()
-        .map_err(|_| StoreError::Corrupt(format!("transaction id {text:?}")))
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
-}
-
 #[async_trait]
 impl EventStore for PostgresEventStore {
     async fn append(&self, request: AppendRequest) -> Result<Appended> {
@@ -110,6 +128,9 @@ impl EventStore for PostgresEventStore {
         if actual != request.expected_version {
             return Err(conflict(actual));
         }
+        // The idempotency record before the events: a concurrent request with the same
+        // key waits here, before it could hold the append lock, so the two never
+        // wait for each other.
         if let Some((key, stored)) = &request.idempotency {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency (key, request_hash, status, response) \
@@ -151,24 +172,24 @@ impl EventStore for PostgresEventStore {
             .await;
             last_position = match inserted {
                 Ok(position) => position,
-                // A concurrent append took this version first.
-                Err(e) if is_unique_violation(&e) => {
+                Err(e) if violation(&e) == Some(Violation::StreamVersion) => {
                     return Err(conflict(version - 1));
                 }
                 Err(e) => return Err(e.into()),
             };
         }
-        match tx.commit().await {
-            Ok(()) => {}
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::IdempotencyKeyTaken),
-            Err(e) => return Err(e.into()),
+        if let Err(e) = tx.commit().await {
+            return Err(match violation(&e) {
+                Some(Violation::IdempotencyKey) => StoreError::IdempotencyKeyTaken,
+                _ => e.into(),
+            });
         }
+        // Nothing may fail from here on: the events are committed, and every append
+        // acknowledged before this one has a smaller position (see the module docs).
         Ok(Appended {
             last_version: version,
             last_position,
-            // Taken after commit: every transaction acknowledged before this
-            // point (ours included) has an id below it.
-            consistency_token: self.current_token().await?,
+            consistency_token: ConsistencyToken(to_u64(last_position, "position")?),
         })
     }
 
@@ -191,45 +212,31 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn read_log(&self, after: LogCursor, limit: usize) -> Result<LogBatch> {
-        // The horizon first: it only grows, so using it in the next statement is safe.
-        let horizon: String =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-                .fetch_one(&self.pool)
-                .await?;
-        let horizon = parse_xid(&horizon)?;
+        // Gap-safe as it stands: positions become visible in order (module docs).
         let rows = sqlx::query(&format!(
-            "SELECT transaction_id::text AS tx, {EVENT_COLUMNS} FROM events \
-             WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-               AND transaction_id < $3::text::xid8 \
-             ORDER BY transaction_id, global_position LIMIT $4"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE global_position > $1 \
+             ORDER BY global_position LIMIT $2"
         ))
-        .bind(after.commit.to_string())
         .bind(after.position)
-        .bind(horizon.to_string())
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut events = Vec::with_capacity(rows.len());
-        let mut next = after;
-        for row in &rows {
-            let event = decode(row)?;
-            next = LogCursor {
-                commit: parse_xid(row.try_get("tx")?)?,
-                position: event.global_position,
-            };
-            events.push(event);
-        }
-        // A full batch may stop inside the transactions below the horizon; only
-        // those before the last returned one are surely complete.
-        let covered = if rows.len() < limit {
-            horizon
-        } else {
-            next.commit
-        };
-        Ok(LogBatch {
-            events,
-            next,
-            covered: ConsistencyToken(covered),
+        let events = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(LogBatch::after(after, events))
+    }
+
+    async fn backlog(&self, after: LogCursor) -> Result<Backlog> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events WHERE global_position > $1) AS behind, \
+                    (SELECT occurred_at FROM events WHERE global_position > $1 \
+                      ORDER BY global_position LIMIT 1) AS oldest",
+        )
+        .bind(after.position)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            events: to_u64(row.try_get("behind")?, "count")?,
+            oldest: row.try_get("oldest")?,
         })
     }
 
@@ -282,11 +289,11 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn current_token(&self) -> Result<ConsistencyToken> {
-        let xmax: String =
-            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(ConsistencyToken(parse_xid(&xmax)?))
+        // Every committed append is at or below the highest visible position.
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(global_position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(ConsistencyToken(to_u64(last, "position")?))
     }
 
     async fn ping(&self) -> Result<()> {
@@ -296,5 +303,9 @@ impl EventStore for PostgresEventStore {
 
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn store_id(&self) -> StoreId {
+        self.store_id
     }
 }

@@ -7,11 +7,13 @@
 //! The consistency token is therefore simply the last position appended.
 
 use crate::{
-    AppendRequest, Appended, ConsistencyToken, EventStore, LogBatch, LogCursor, RecordedEvent,
-    Result, Snapshot, StoreError, StoredResponse, to_i64, to_u64,
+    AppendRequest, Appended, Backlog, ConsistencyToken, EventStore, LogBatch, LogCursor,
+    RecordedEvent, Result, Snapshot, StoreError, StoreId, StoredResponse, Violation, to_i64,
+    to_u64, violation,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -22,42 +24,69 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Opens a SQLite database file of this process for a connection pool, creating
+/// and migrating it first, without racing itself.
+///
+/// Switching a file to WAL and migrating it need the file to themselves; done
+/// by the pool's connections as they open, two of them could try at once and
+/// one would fail with `database is locked` (seen on about 1 fresh start in
+/// 10). So one connection creates the file, switches it to WAL (which then
+/// sticks to the file) and migrates it, and closes; only then does the pool
+/// open, every connection waiting up to [`BUSY_TIMEOUT`] for a lock.
+pub async fn open_pool(path: &Path, migrator: &Migrator) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .busy_timeout(BUSY_TIMEOUT)
+        // FULL: an acknowledged write survives power loss, not just a crash.
+        .synchronous(SqliteSynchronous::Full);
+    // A pool of exactly one connection: `Migrator::run` on a bare connection
+    // makes the future unusable with `tokio::spawn` (sqlx's `Acquire` bound).
+    let first = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            options
+                .clone()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await?;
+    migrator.run(&first).await?;
+    first.close().await;
+    SqlitePoolOptions::new()
+        .max_connections(4)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await
+}
+
+/// How long a connection waits for another one's lock before `database is locked`.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteEventStore {
     pool: SqlitePool,
     write_gate: Mutex<()>,
+    store_id: StoreId,
 }
 
 impl SqliteEventStore {
     /// Opens (creating if needed) the store in `path` and runs its migrations.
     pub async fn open(path: &Path) -> Result<SqliteEventStore> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: an acknowledged command survives power loss, not just a crash.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        Self::connect(options).await
-    }
-
-    async fn connect(options: SqliteConnectOptions) -> Result<SqliteEventStore> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            // An in-memory database lives as long as one connection does.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        MIGRATOR
-            .run(&pool)
+        let pool = open_pool(path, &MIGRATOR)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("migrating the event store: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
+        let store_id: String = sqlx::query_scalar("SELECT store_id FROM store_identity")
+            .fetch_one(&pool)
+            .await?;
+        let store_id = Uuid::parse_str(&store_id)
+            .map_err(|e| StoreError::Corrupt(format!("store id {store_id:?}: {e}")))?;
         Ok(SqliteEventStore {
             pool,
             write_gate: Mutex::new(()),
+            store_id: StoreId(store_id),
         })
     }
 
@@ -153,7 +182,16 @@ impl EventStore for SqliteEventStore {
             .bind(&meta.traceparent)
             .bind(&meta.idempotency_key)
             .fetch_one(&mut *tx)
-            .await?;
+            .await
+            .map_err(|e| match violation(&e) {
+                // Unreachable while `write_gate` serialises appends, but the schema has the last word.
+                Some(Violation::StreamVersion) => StoreError::Conflict {
+                    stream_id: request.stream_id,
+                    expected: request.expected_version,
+                    actual: version - 1,
+                },
+                _ => e.into(),
+            })?;
         }
         tx.commit().await?;
         Ok(Appended {
@@ -191,14 +229,21 @@ impl EventStore for SqliteEventStore {
         .fetch_all(&self.pool)
         .await?;
         let events = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        let next = events.last().map_or(after, |e| LogCursor {
-            commit: e.global_position as u64,
-            position: e.global_position,
-        });
-        Ok(LogBatch {
-            events,
-            next,
-            covered: ConsistencyToken(next.position.max(0) as u64),
+        Ok(LogBatch::after(after, events))
+    }
+
+    async fn backlog(&self, after: LogCursor) -> Result<Backlog> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events WHERE global_position > ?1) AS behind, \
+                    (SELECT occurred_at FROM events WHERE global_position > ?1 \
+                      ORDER BY global_position LIMIT 1) AS oldest",
+        )
+        .bind(after.position)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            events: to_u64(row.try_get("behind")?, "count")?,
+            oldest: row.try_get::<Option<DateTime<Utc>>, _>("oldest")?,
         })
     }
 
@@ -269,5 +314,9 @@ impl EventStore for SqliteEventStore {
 
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn store_id(&self) -> StoreId {
+        self.store_id
     }
 }

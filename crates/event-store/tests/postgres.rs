@@ -39,61 +39,274 @@ use sqlx::Connection;
 
 conformance_tests!(open());
 
-/// Holds a transaction open after it wrote an event, lets later appends
-/// commit, and checks the reader neither skips the open one nor passes it.
+/// Inserts one event by hand in `tx`, as any client of the database could.
+async fn insert_by_hand(tx: &mut sqlx::PgConnection, stream: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, data, \
+         occurred_at, actor, correlation_id, causation_id) \
+         VALUES ($1, $2, 1, 'ByHand', 1, '{}', now(), 'a', 'c', $3) RETURNING global_position",
+    )
+    .bind(Uuid::now_v7())
+    .bind(stream)
+    .bind(Uuid::now_v7())
+    .fetch_one(tx)
+    .await
+    .expect("insert by hand")
+}
+
+/// Holds a transaction open after it wrote an event (by hand, not through the
+/// adapter: the database itself enforces the rule) and checks that a later
+/// append cannot commit before it, and that the reader neither skips it nor
+/// passes it.
 #[tokio::test]
-async fn the_global_log_never_moves_past_an_open_transaction() {
+async fn the_global_log_never_moves_past_an_open_append() {
     let store = open().await;
     let early_stream = Uuid::new_v4();
 
-    // An earlier append that stays open: it has its position and transaction id.
     let mut open_tx = store.pool().begin().await.unwrap();
-    let early_position: i64 = sqlx::query_scalar(
-        "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, data, \
-         occurred_at, actor, correlation_id, causation_id) \
-         VALUES ($1, $2, 1, 'Early', 1, '{}', now(), 'a', 'c', $3) RETURNING global_position",
-    )
-    .bind(Uuid::now_v7())
-    .bind(early_stream)
-    .bind(Uuid::now_v7())
-    .fetch_one(&mut *open_tx)
-    .await
-    .unwrap();
+    let early_position = insert_by_hand(&mut open_tx, early_stream).await;
 
-    // Later appends commit while it is open.
-    let mut later_tokens = Vec::new();
-    for _ in 0..3 {
-        let appended = store.append(request(Uuid::new_v4(), 0, 1)).await.unwrap();
-        assert!(appended.last_position > early_position);
-        later_tokens.push(appended.consistency_token);
-    }
-
+    // A later append waits for the open one instead of committing past it.
+    let later = tokio::spawn({
+        let store = store.clone();
+        async move { store.append(request(Uuid::new_v4(), 0, 1)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !later.is_finished(),
+        "a later append committed while an earlier one was still open"
+    );
     let batch = store.read_log(LogCursor::default(), 100).await.unwrap();
     assert!(
         batch.events.is_empty(),
-        "the reader moved past an open transaction: {:?}",
+        "the reader moved past an open append: {:?}",
         batch
             .events
             .iter()
             .map(|e| e.global_position)
             .collect::<Vec<_>>()
     );
-    for token in &later_tokens {
-        assert!(
-            batch.covered < *token,
-            "claimed to cover a write it has not delivered"
-        );
-    }
 
     open_tx.commit().await.unwrap();
-    let all = read_all(&*store, *later_tokens.last().unwrap()).await;
-    assert_eq!(
-        all.len(),
-        4,
-        "nothing skipped once the early transaction commits"
-    );
-    assert_eq!(all[0].global_position, early_position);
+    let later = later
+        .await
+        .unwrap()
+        .expect("the later append commits once the early one did");
+    assert!(later.last_position > early_position);
+    let all = read_all(&*store, later.consistency_token).await;
+    let positions: Vec<i64> = all.iter().map(|e| e.global_position).collect();
+    assert_eq!(positions, vec![early_position, later.last_position]);
     assert_eq!(all[0].stream_id, early_stream);
+}
+
+/// The cursor depends only on appends to this store: an idle session in
+/// another database, a prepared transaction there, and an open transaction in
+/// this very database that writes elsewhere hold nothing back. (With the old
+/// transaction-id horizon every one of them stopped every reader.)
+#[tokio::test]
+async fn other_transactions_in_the_cluster_do_not_hold_the_log_back() {
+    let store = open().await;
+    let admin_url = std::env::var("DATABASE_ADMIN_URL").expect(
+        "DATABASE_ADMIN_URL is not set: run `eval \"$(dev/stack env)\"` (dev/stack up postgres)",
+    );
+    let admin = PgConnectOptions::from_str(&admin_url).expect("DATABASE_ADMIN_URL");
+
+    // Idle in transaction, in another database, holding a transaction id.
+    let mut idle = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut idle).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut idle)
+        .await
+        .unwrap();
+
+    // A prepared transaction in another database.
+    let gid = format!("op-test-{}", Uuid::new_v4().simple());
+    let mut preparer = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut preparer).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut preparer)
+        .await
+        .unwrap();
+    let prepared = sqlx::query(&format!("PREPARE TRANSACTION '{gid}'"))
+        .execute(&mut preparer)
+        .await;
+
+    // An open transaction in this database that writes, but not to the events.
+    let mut writer = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO snapshots (stream_id, version, schema, state) VALUES ($1, 1, 'x', '{}')",
+    )
+    .bind(Uuid::new_v4())
+    .execute(&mut *writer)
+    .await
+    .unwrap();
+
+    let appended = store.append(request(Uuid::new_v4(), 0, 2)).await.unwrap();
+    let batch = store.read_log(LogCursor::default(), 100).await.unwrap();
+    let outcome = (
+        batch.events.len(),
+        batch.covered >= appended.consistency_token,
+    );
+
+    // Clean up before asserting, so a failure leaves no prepared transaction behind.
+    writer.rollback().await.unwrap();
+    if prepared.is_ok() {
+        sqlx::query(&format!("ROLLBACK PREPARED '{gid}'"))
+            .execute(&mut idle)
+            .await
+            .ok();
+    }
+    sqlx::query("ROLLBACK").execute(&mut idle).await.unwrap();
+
+    prepared.expect(
+        "PREPARE TRANSACTION (dev/stack runs PostgreSQL with max_prepared_transactions > 0)",
+    );
+    assert_eq!(
+        outcome,
+        (2, true),
+        "the new events were held back by transactions that do not append to this store"
+    );
+}
+
+/// Nothing runs after the commit that could turn a committed command into an
+/// error: here every other session is starved of connections right after the
+/// append commits, and the append still answers with its token.
+#[tokio::test]
+async fn an_append_answers_from_its_own_commit() {
+    let options = fresh_schema().await;
+    let store = Arc::new(
+        PostgresEventStore::connect(options, 1)
+            .await
+            .expect("connect"),
+    );
+    // Take the only connection, then queue an append behind it, then a hog behind that.
+    let held = store.pool().acquire().await.unwrap();
+    let append = tokio::spawn({
+        let store = store.clone();
+        async move { store.append(request(Uuid::new_v4(), 0, 1)).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let hog = tokio::spawn({
+        let store = store.clone();
+        async move {
+            // Queued behind the append: gets the connection the moment the append
+            // returns it, and keeps it past the pool's 5 s acquire timeout.
+            let mut conn = store.pool().acquire().await.unwrap();
+            sqlx::query("SELECT pg_sleep(6)")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    drop(held);
+    let appended = append
+        .await
+        .unwrap()
+        .expect("a committed append is never answered with an error");
+    assert_eq!(appended.last_version, 1);
+    assert_eq!(appended.consistency_token.0, appended.last_position as u64);
+    hog.await.unwrap();
+}
+
+/// A `pg_dump` of the store restored into a fresh database is the same store:
+/// same identity, same positions, and a reader positioned in the original
+/// carries on in the copy, seeing exactly the events appended after the restore.
+#[tokio::test]
+async fn a_dump_restored_into_a_fresh_database_keeps_identity_and_positions() {
+    let admin_url =
+        std::env::var("DATABASE_ADMIN_URL").expect("DATABASE_ADMIN_URL (dev/stack env)");
+    let admin = PgConnectOptions::from_str(&admin_url).expect("DATABASE_ADMIN_URL");
+    // DATABASE_ADMIN_URL ends in the database name (`…/postgres`): swap it.
+    let server = admin_url
+        .rsplit_once('/')
+        .expect("admin URL has a path")
+        .0
+        .to_string();
+    let url = |db: &str| format!("{server}/{db}");
+    let mut admin_conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+    let (source, copy) = (
+        format!("dump_src_{}", Uuid::new_v4().simple()),
+        format!("dump_copy_{}", Uuid::new_v4().simple()),
+    );
+    for db in [&source, &copy] {
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&mut admin_conn)
+            .await
+            .unwrap();
+    }
+
+    let original =
+        PostgresEventStore::connect(PgConnectOptions::from_str(&url(&source)).unwrap(), 2)
+            .await
+            .unwrap();
+    let mut last = None;
+    for _ in 0..5 {
+        last = Some(
+            original
+                .append(request(Uuid::new_v4(), 0, 2))
+                .await
+                .unwrap(),
+        );
+    }
+    let before = read_all(&original, last.unwrap().consistency_token).await;
+    let checkpoint = LogCursor {
+        position: before.last().unwrap().global_position,
+    };
+    let identity = original.store_id();
+    drop(original);
+
+    let dump = std::env::temp_dir().join(format!("{source}.dump"));
+    let run = |program: &str, args: &[&str]| {
+        let status = std::process::Command::new(program)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("running {program}: {e} (install postgresql-client)"));
+        assert!(status.success(), "{program} {args:?} failed");
+    };
+    run(
+        "pg_dump",
+        &["-Fc", "-f", dump.to_str().unwrap(), &url(&source)],
+    );
+    run(
+        "pg_restore",
+        &["--no-owner", "-d", &url(&copy), dump.to_str().unwrap()],
+    );
+    std::fs::remove_file(&dump).ok();
+
+    let restored = PostgresEventStore::connect(PgConnectOptions::from_str(&url(&copy)).unwrap(), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        restored.store_id(),
+        identity,
+        "a restored store keeps its identity"
+    );
+    let after = restored
+        .append(request(Uuid::new_v4(), 0, 3))
+        .await
+        .unwrap();
+    let batch = restored.read_log(checkpoint, 100).await.unwrap();
+    assert_eq!(
+        batch.events.len(),
+        3,
+        "a reader positioned before the dump sees exactly the events appended after the restore"
+    );
+    assert!(batch.covered >= after.consistency_token);
+    let again = read_all(&restored, after.consistency_token).await;
+    assert_eq!(
+        &again[..before.len()],
+        &before[..],
+        "the restored log is the original one"
+    );
+    drop(restored);
+
+    for db in [&source, &copy] {
+        sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .execute(&mut admin_conn)
+            .await
+            .ok();
+    }
 }
 
 /// A transaction that rolls back leaves a permanent hole in the positions;

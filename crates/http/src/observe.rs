@@ -39,6 +39,10 @@ pub fn metrics_handle() -> PrometheusHandle {
 pub trait ReadinessCheck: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn check(&self) -> Result<(), String>;
+    /// Facts reported beside the verdict, up or down (lag, positions).
+    async fn detail(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// `/health/live`, `/health/ready` and `/metrics`; no authentication.
@@ -78,13 +82,16 @@ async fn ready(checks: Vec<Arc<dyn ReadinessCheck>>) -> Response {
     let mut report = serde_json::Map::new();
     let mut all_up = true;
     for check in checks {
-        let status = match check.check().await {
+        let mut status = match check.check().await {
             Ok(()) => serde_json::json!({"status": "up"}),
             Err(reason) => {
                 all_up = false;
                 serde_json::json!({"status": "down", "reason": reason})
             }
         };
+        if let Some(detail) = check.detail().await {
+            status["detail"] = detail;
+        }
         report.insert(check.name().to_string(), status);
     }
     let status = if all_up {

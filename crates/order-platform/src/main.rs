@@ -68,6 +68,12 @@ pub struct ServeArgs {
     /// Snapshot an order every this many events (0 disables snapshots).
     #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = 50)]
     pub snapshot_every: u64,
+    /// When the read model in the data dir was built from another event store
+    /// (say SQLite, and now --database-url names PostgreSQL), empty it and rebuild
+    /// it from this one instead of refusing to start. A one-off: not read from
+    /// the configuration file.
+    #[arg(long, env = "ORDER_PLATFORM_REBUILD")]
+    pub rebuild: bool,
 }
 
 #[derive(Args)]

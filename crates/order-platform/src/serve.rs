@@ -81,8 +81,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let events = open_event_store(&args.store).await?;
     let read = open_read_store(data_dir).await?;
     let projector = Arc::new(Projector::new(events.clone(), read.clone()));
+    projector.bind(args.rebuild).await.with_context(|| {
+        format!(
+            "the read model {} does not belong to this event store",
+            data_dir.join("read.db").display()
+        )
+    })?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let lag_task = {
+        let projector = projector.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            projector
+                .watch_lag(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
     let projector_task = {
         let projector = projector.clone();
         let mut stop = stop_rx.clone();
@@ -124,6 +141,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("serving HTTP")?;
     let _ = stop_tx.send(true);
     let _ = projector_task.await;
+    let _ = lag_task.await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -170,6 +188,7 @@ fn app(
     let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
         Arc::new(EventStoreCheck(events)),
         Arc::new(ReadStoreCheck(read)),
+        Arc::new(ProjectorCheck(projector)),
     ];
     let verifier: Arc<dyn order_auth::TokenVerifier> = key;
     let routes = api
@@ -216,6 +235,30 @@ impl ReadinessCheck for ReadStoreCheck {
     }
     async fn check(&self) -> Result<(), String> {
         self.0.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+/// The projector is running and keeping up; the detail carries its lag.
+struct ProjectorCheck(Arc<Projector>);
+
+#[async_trait]
+impl ReadinessCheck for ProjectorCheck {
+    fn name(&self) -> &'static str {
+        "projector"
+    }
+    async fn check(&self) -> Result<(), String> {
+        let health = self.0.health();
+        match health.state {
+            "running" => Ok(()),
+            "stopped" => Err("the projector is not running".into()),
+            _ => Err(match health.last_error {
+                Some(error) => format!("the projector keeps failing: {error}"),
+                None => "the projector is behind and not progressing".into(),
+            }),
+        }
+    }
+    async fn detail(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.0.health()).ok()
     }
 }
 

@@ -534,9 +534,18 @@ async fn consistency_tokens_are_checked_and_bounded() {
             .await
             .expect_problem(StatusCode::BAD_REQUEST, "invalid_consistency_token");
     }
+    // a token of another event store is refused, not waited for
+    let foreign = format!("{}:1", uuid::Uuid::new_v4().simple());
+    Resp::from(with(&[("x-consistency-token", foreign.as_str())], &path).await)
+        .await
+        .expect_problem(StatusCode::BAD_REQUEST, "foreign_consistency_token");
     // a position far beyond the log: the wait is bounded by the client's timeout
-    let unreachable =
-        (created.consistency_token().parse::<u64>().unwrap_or(0) + 1_000_000_000).to_string();
+    let token = created.consistency_token();
+    let (store, position) = token.split_once(':').expect("a token names its store");
+    let unreachable = format!(
+        "{store}:{}",
+        position.parse::<u64>().unwrap_or(0) + 1_000_000_000
+    );
     for target in [
         path.clone(),
         "/api/v1/orders".to_string(),

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use order_auth::Principal;
 use order_domain::{Order, OrderStatus, evolve};
-use order_event_store::{ConsistencyToken, EventStore, RecordedEvent, StoreError};
+use order_event_store::{ConsistencyToken, EventStore, RecordedEvent, StoreError, TokenError};
 use order_http::{
     ApiError, CONSISTENCY_TIMEOUT_MS, CONSISTENCY_TOKEN, Caller, OrderIdPath, QueryParams,
 };
@@ -183,7 +183,7 @@ fn read_error(e: ReadError) -> ApiError {
             "cursor is not a nextCursor this API returned for the same sort",
         ),
         ReadError::InvalidQuery(why) => ApiError::bad_request("invalid_query", why),
-        ReadError::Unavailable(_) => ApiError::unavailable(e),
+        ReadError::Unavailable(_) | ReadError::OtherStore { .. } => ApiError::unavailable(e),
         ReadError::Corrupt(_) => ApiError::internal(e),
     }
 }
@@ -203,14 +203,18 @@ impl QueryService {
         };
         let token = token
             .to_str()
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
-            .map(ConsistencyToken)
-            .ok_or_else(|| {
-                ApiError::bad_request(
+            .map_err(|_| TokenError::Malformed)
+            .and_then(|t| ConsistencyToken::from_header(t, self.events.store_id()))
+            .map_err(|e| match e {
+                TokenError::Malformed => ApiError::bad_request(
                     "invalid_consistency_token",
                     "X-Consistency-Token must be a token returned by a command",
-                )
+                ),
+                TokenError::OtherStore => ApiError::bad_request(
+                    "foreign_consistency_token",
+                    "X-Consistency-Token comes from another event store than the one this \
+                     service reads; use a token returned by a command of this deployment",
+                ),
             })?;
         let timeout = match headers.get(CONSISTENCY_TIMEOUT_MS) {
             None => DEFAULT_WAIT,

@@ -31,14 +31,14 @@ mod search;
 mod sqlite;
 mod view;
 
-pub use projector::Projector;
+pub use projector::{Projector, ProjectorHealth};
 pub use sqlite::SqliteReadStore;
 pub use view::{ItemView, OrderView};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_domain::OrderStatus;
-use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent};
+use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent, StoreId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -120,6 +120,12 @@ pub enum ReadError {
     InvalidQuery(String),
     #[error("read store unavailable: {0}")]
     Unavailable(String),
+    /// The read model was built from another event store than the one offered.
+    #[error(
+        "the read model was built from event store {bound}, not from {offered}; \
+         rebuild it from this store (`--rebuild`) or point it at its own store"
+    )]
+    OtherStore { bound: StoreId, offered: StoreId },
     #[error("read store holds data it cannot read: {0}")]
     Corrupt(String),
 }
@@ -157,7 +163,12 @@ pub trait ReadStore: Send + Sync + 'static {
 
     async fn checkpoint(&self) -> Result<Checkpoint, ReadError>;
 
-    /// Drops every view and resets the checkpoint (used for a rebuild).
+    /// Ties the read model to the event store it is fed from: a fresh (or reset)
+    /// read model takes `store`; one built from another store is refused with
+    /// [`ReadError::OtherStore`], so two stores' events are never mixed.
+    async fn bind_store(&self, store: StoreId) -> Result<(), ReadError>;
+
+    /// Drops every view, resets the checkpoint and forgets the bound store (used for a rebuild).
     /// With a [`Projector`] running, use [`Projector::rebuild`] instead, which
     /// also rewinds the projector.
     async fn reset(&self) -> Result<(), ReadError>;

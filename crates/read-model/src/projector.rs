@@ -8,13 +8,20 @@
 //!
 //! Progress is published on a `tokio::sync::watch` channel, which is what
 //! [`Projector::wait_for`] (read-your-writes) waits on.
+//!
+//! Lag is measured from the outside, by [`Projector::watch_lag`]: it asks the
+//! event store what lies after the checkpoint (events behind, and how old the
+//! oldest of them is), so the numbers stay true while the loop is stuck, failing
+//! or gone. [`Projector::health`] turns them and the loop's own state into the
+//! verdict `/health/ready` reports.
 
 use crate::{Checkpoint, ReadError, ReadStore};
-use order_event_store::{ConsistencyToken, EventStore, StoreError};
+use order_event_store::{Backlog, ConsistencyToken, EventStore, StoreError};
+use serde::Serialize;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Notify, watch};
 
 /// Most events read and applied in one transaction.
@@ -23,6 +30,11 @@ pub const BATCH: usize = 500;
 pub const IDLE_POLL: Duration = Duration::from_millis(50);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often [`Projector::watch_lag`] measures the backlog.
+pub const LAG_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// A projector that has events to apply but has applied none for this long (or
+/// has failed for this long) is *stalled*.
+pub const STALLED_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 enum PassError {
@@ -48,6 +60,53 @@ pub struct Projector {
     /// The loop's checkpoint (`None`: load it from the read store). Held for each
     /// read-and-apply pass, and by `rebuild`, so the two never interleave.
     pass: Mutex<Option<Checkpoint>>,
+    state: std::sync::Mutex<LoopState>,
+    stalled_after: Duration,
+}
+
+/// What the loop knows about itself, for [`Projector::health`].
+#[derive(Debug)]
+struct LoopState {
+    running: bool,
+    /// The last time a pass applied events (or the loop started).
+    progressed_at: Instant,
+    /// Since when every pass has failed, and the last failure.
+    failing: Option<(Instant, String)>,
+    /// The last backlog measured by [`Projector::watch_lag`].
+    backlog: Option<Backlog>,
+}
+
+/// The projector's state as `/health/ready` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectorHealth {
+    /// `running`, `stalled` (behind and not progressing, or failing, for
+    /// [`STALLED_AFTER`] by default) or `stopped` (the loop is not running).
+    pub state: &'static str,
+    /// Events in the log the read model has not applied yet (`None`: not measured yet).
+    pub events_behind: Option<u64>,
+    /// Age of the oldest of them, in seconds; 0 when none.
+    pub seconds_behind: Option<f64>,
+    pub position: i64,
+    /// The last error, while passes keep failing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl ProjectorHealth {
+    pub fn is_healthy(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+/// Marks the loop as not running when [`Projector::run`] ends, however it ends
+/// (a panic unwinding through it included).
+struct RunningGuard<'a>(&'a Projector);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock_state().running = false;
+    }
 }
 
 impl Projector {
@@ -58,12 +117,54 @@ impl Projector {
             wake: Notify::new(),
             progress: watch::Sender::new(Checkpoint::default()),
             pass: Mutex::new(None),
+            state: std::sync::Mutex::new(LoopState {
+                running: false,
+                progressed_at: Instant::now(),
+                failing: None,
+                backlog: None,
+            }),
+            stalled_after: STALLED_AFTER,
+        }
+    }
+
+    /// Replaces [`STALLED_AFTER`], the patience of [`Projector::health`].
+    pub fn stalled_after(mut self, patience: Duration) -> Projector {
+        self.stalled_after = patience;
+        self
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, LoopState> {
+        // The state is plain data, valid even if a holder panicked.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ties the read store to this projector's event store before the loop runs
+    /// (see [`ReadStore::bind_store`]). With `rebuild`, a read model built from
+    /// another store is emptied and rebuilt from this one instead of refused.
+    pub async fn bind(&self, rebuild: bool) -> Result<(), ReadError> {
+        let store = self.events.store_id();
+        match self.read.bind_store(store).await {
+            Err(ReadError::OtherStore { bound, .. }) if rebuild => {
+                tracing::warn!(%bound, offered = %store, "read model of another event store: rebuilding");
+                let mut current = self.pass.lock().await;
+                self.read.reset().await?;
+                *current = None;
+                self.progress.send_replace(Checkpoint::default());
+                self.read.bind_store(store).await
+            }
+            other => other,
         }
     }
 
     /// Runs until `shutdown` resolves. A pass interrupted by shutdown is rolled
     /// back with its transaction and redone by the next run.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
+        {
+            let mut state = self.lock_state();
+            state.running = true;
+            state.progressed_at = Instant::now();
+        }
+        let _running = RunningGuard(self);
         let mut shutdown = pin!(shutdown);
         let mut backoff = BACKOFF_START;
         loop {
@@ -73,6 +174,9 @@ impl Projector {
                 outcome = self.pass() => outcome,
             };
             // After an error only time ends the pause; when idle, so does a wake-up.
+            if outcome.is_ok() {
+                self.lock_state().failing = None;
+            }
             let (pause, wakeable) = match outcome {
                 Ok(Pass::Progressed) => {
                     backoff = BACKOFF_START;
@@ -83,6 +187,11 @@ impl Projector {
                     (IDLE_POLL, true)
                 }
                 Err(e) => {
+                    {
+                        let mut state = self.lock_state();
+                        let since = state.failing.as_ref().map_or_else(Instant::now, |f| f.0);
+                        state.failing = Some((since, e.to_string()));
+                    }
                     metrics::counter!("order_platform_projector_errors_total").increment(1);
                     tracing::warn!(
                         error = %e,
@@ -121,27 +230,82 @@ impl Projector {
             covered: batch.covered.max(checkpoint.covered),
         };
         if batch.events.is_empty() && next == checkpoint {
-            metrics::gauge!("order_platform_projector_lag_seconds").set(0.0);
+            // Nothing to do is progress too: a stall means "behind and not moving".
+            self.lock_state().progressed_at = Instant::now();
             return Ok(Pass::Idle);
         }
         self.read.apply(&batch.events, next).await?;
         *current = Some(next);
         self.progress.send_replace(next);
+        self.lock_state().progressed_at = Instant::now();
 
         metrics::counter!("order_platform_projector_events_applied_total")
             .increment(batch.events.len() as u64);
         metrics::gauge!("order_platform_projector_position").set(next.cursor.position as f64);
-        let lag = batch.events.last().map_or(0.0, |e| {
-            (chrono::Utc::now() - e.occurred_at)
-                .to_std()
-                .map_or(0.0, |d| d.as_secs_f64())
-        });
-        metrics::gauge!("order_platform_projector_lag_seconds").set(lag);
         Ok(if batch.events.is_empty() {
             Pass::Idle
         } else {
             Pass::Progressed
         })
+    }
+
+    /// Measures the backlog every [`LAG_SAMPLE_EVERY`] until `shutdown` resolves,
+    /// exporting `order_platform_projector_events_behind` and
+    /// `order_platform_projector_lag_seconds` (age of the oldest unapplied event).
+    /// Runs beside [`Projector::run`], so a stuck or dead loop still shows its lag.
+    pub async fn watch_lag(&self, shutdown: impl Future<Output = ()> + Send) {
+        let mut shutdown = pin!(shutdown);
+        loop {
+            self.measure_lag().await;
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(LAG_SAMPLE_EVERY) => {}
+            }
+        }
+    }
+
+    /// One lag measurement; see [`Projector::watch_lag`].
+    pub async fn measure_lag(&self) -> Option<Backlog> {
+        let cursor = self.progress().cursor;
+        match self.events.backlog(cursor).await {
+            Ok(backlog) => {
+                metrics::gauge!("order_platform_projector_events_behind")
+                    .set(backlog.events as f64);
+                metrics::gauge!("order_platform_projector_lag_seconds")
+                    .set(seconds_since(backlog.oldest));
+                self.lock_state().backlog = Some(backlog);
+                Some(backlog)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not measure the projector's lag");
+                None
+            }
+        }
+    }
+
+    /// Running, stalled or stopped, with the last measured lag.
+    pub fn health(&self) -> ProjectorHealth {
+        let state = self.lock_state();
+        let behind = state.backlog.map(|b| b.events);
+        let stuck = behind.unwrap_or(0) > 0 && state.progressed_at.elapsed() >= self.stalled_after;
+        let failing_long = state
+            .failing
+            .as_ref()
+            .is_some_and(|(since, _)| since.elapsed() >= self.stalled_after);
+        ProjectorHealth {
+            state: if !state.running {
+                "stopped"
+            } else if stuck || failing_long {
+                "stalled"
+            } else {
+                "running"
+            },
+            events_behind: behind,
+            seconds_behind: state.backlog.map(|b| seconds_since(b.oldest)),
+            position: self.progress().cursor.position,
+            last_error: state.failing.as_ref().map(|(_, e)| e.clone()),
+        }
     }
 
     /// Hint from the command side that something was appended.
@@ -171,10 +335,17 @@ impl Projector {
     pub async fn rebuild(&self) -> Result<(), ReadError> {
         let mut current = self.pass.lock().await;
         self.read.reset().await?;
+        self.read.bind_store(self.events.store_id()).await?;
         *current = None;
         self.progress.send_replace(Checkpoint::default());
         drop(current);
         self.wake();
         Ok(())
     }
+}
+
+/// Seconds from `then` until now; 0 for `None` or a time in the future.
+fn seconds_since(then: Option<chrono::DateTime<chrono::Utc>>) -> f64 {
+    then.and_then(|t| (chrono::Utc::now() - t).to_std().ok())
+        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -14,15 +14,12 @@ use crate::{
 };
 use async_trait::async_trait;
 use order_domain::{Currency, Event, EventPayload, Order, OrderStatus, evolve};
-use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent, StoreId};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -51,23 +48,9 @@ impl SqliteReadStore {
     /// Give it a file of its own, not the event store's: both keep their schema
     /// versions in sqlx's migration table.
     pub async fn open(path: &Path) -> Result<SqliteReadStore, ReadError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        MIGRATOR
-            .run(&pool)
+        let pool = order_event_store::open_sqlite_pool(path, &MIGRATOR)
             .await
-            .map_err(|e| ReadError::Unavailable(format!("migrating the read store: {e}")))?;
+            .map_err(|e| ReadError::Unavailable(format!("opening {}: {e}", path.display())))?;
         Ok(SqliteReadStore {
             pool,
             write_gate: Mutex::new(()),
@@ -244,8 +227,7 @@ async fn store_checkpoint(
     tx: &mut Transaction<'_, Sqlite>,
     checkpoint: Checkpoint,
 ) -> Result<(), ReadError> {
-    sqlx::query("UPDATE checkpoint SET \"commit\" = ?, position = ?, covered = ? WHERE id = 1")
-        .bind(to_i64(checkpoint.cursor.commit, "checkpoint commit")?)
+    sqlx::query("UPDATE checkpoint SET position = ?, covered = ? WHERE id = 1")
         .bind(checkpoint.cursor.position)
         .bind(to_i64(checkpoint.covered.0, "checkpoint covered")?)
         .execute(&mut **tx)
@@ -428,7 +410,7 @@ impl ReadStore for SqliteReadStore {
     }
 
     async fn checkpoint(&self) -> Result<Checkpoint, ReadError> {
-        let row = sqlx::query("SELECT \"commit\", position, covered FROM checkpoint WHERE id = 1")
+        let row = sqlx::query("SELECT position, covered FROM checkpoint WHERE id = 1")
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else {
@@ -436,11 +418,42 @@ impl ReadStore for SqliteReadStore {
         };
         Ok(Checkpoint {
             cursor: LogCursor {
-                commit: to_u64(row.try_get(0)?, "checkpoint commit")?,
-                position: row.try_get(1)?,
+                position: row.try_get(0)?,
             },
-            covered: ConsistencyToken(to_u64(row.try_get(2)?, "checkpoint covered")?),
+            covered: ConsistencyToken(to_u64(row.try_get(1)?, "checkpoint covered")?),
         })
+    }
+
+    async fn bind_store(&self, store: StoreId) -> Result<(), ReadError> {
+        let _writer = self.write_gate.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let bound: Option<String> =
+            sqlx::query_scalar("SELECT store_id FROM checkpoint WHERE id = 1")
+                .fetch_one(&mut *tx)
+                .await?;
+        match bound {
+            None => {
+                sqlx::query("UPDATE checkpoint SET store_id = ? WHERE id = 1")
+                    .bind(store.0.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            Some(bound) => {
+                let bound = Uuid::parse_str(&bound).map_err(|e| {
+                    ReadError::Corrupt(format!("checkpoint store id {bound:?}: {e}"))
+                })?;
+                if bound == store.0 {
+                    Ok(())
+                } else {
+                    Err(ReadError::OtherStore {
+                        bound: StoreId(bound),
+                        offered: store,
+                    })
+                }
+            }
+        }
     }
 
     async fn reset(&self) -> Result<(), ReadError> {
@@ -451,6 +464,9 @@ impl ReadStore for SqliteReadStore {
             .await?;
         sqlx::query("DELETE FROM orders").execute(&mut *tx).await?;
         store_checkpoint(&mut tx, Checkpoint::default()).await?;
+        sqlx::query("UPDATE checkpoint SET store_id = NULL WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

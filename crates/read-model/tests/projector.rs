@@ -252,3 +252,136 @@ async fn rebuild_replays_the_log_while_running() {
     }
     rig.stop().await;
 }
+
+/// A corrupt event stops the projection (it is retried, never skipped); the lag
+/// stays true meanwhile, and health says the projector is stalled, then stopped.
+#[tokio::test]
+async fn a_stalled_or_stopped_projector_shows_in_its_health_and_lag() {
+    let events = Arc::new(
+        SqliteEventStore::open(&temp_path("order-events"))
+            .await
+            .unwrap(),
+    );
+    let read = Arc::new(
+        SqliteReadStore::open(&temp_path("order-read"))
+            .await
+            .unwrap(),
+    );
+    let projector = Arc::new(
+        Projector::new(events.clone(), read.clone()).stalled_after(Duration::from_millis(300)),
+    );
+    projector.bind(false).await.unwrap();
+    assert_eq!(projector.health().state, "stopped", "not started yet");
+
+    // An OrderCreated whose data is not an order: the projector cannot apply it.
+    let corrupt = AppendRequest {
+        stream_id: Uuid::new_v4(),
+        expected_version: 0,
+        events: vec![NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "OrderCreated".into(),
+            schema_version: 1,
+            data: serde_json::json!({"not": "an order"}),
+            occurred_at: chrono::Utc::now() - chrono::Duration::seconds(60),
+            actor: "tester".into(),
+        }],
+        metadata: CommandMetadata::default(),
+        idempotency: None,
+    };
+    events.append(corrupt).await.unwrap();
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let projector = projector.clone();
+        async move {
+            projector
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let backlog = projector.measure_lag().await.expect("lag measured");
+    assert_eq!(
+        backlog.events, 1,
+        "the corrupt event is still ahead of the read model"
+    );
+    let health = projector.health();
+    assert_eq!(health.state, "stalled", "{health:?}");
+    assert_eq!(health.events_behind, Some(1));
+    assert!(
+        health.seconds_behind.unwrap_or(0.0) >= 60.0,
+        "seconds behind counts from the oldest unapplied event, even while stalled: {health:?}"
+    );
+    assert!(
+        health
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("OrderCreated"),
+        "the reason is reported: {health:?}"
+    );
+
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    assert_eq!(projector.health().state, "stopped");
+}
+
+/// A read model refuses an event store other than the one it was built from,
+/// unless told to rebuild from the new one.
+#[tokio::test]
+async fn a_read_model_belongs_to_one_event_store() {
+    let read = Arc::new(
+        SqliteReadStore::open(&temp_path("order-read"))
+            .await
+            .unwrap(),
+    );
+    let first = Arc::new(
+        SqliteEventStore::open(&temp_path("order-events"))
+            .await
+            .unwrap(),
+    );
+    let second = Arc::new(
+        SqliteEventStore::open(&temp_path("order-events"))
+            .await
+            .unwrap(),
+    );
+
+    let mut rig = Rig {
+        projector: Arc::new(Projector::new(first.clone(), read.clone())),
+        events: first.clone(),
+        read: read.clone(),
+        stop: None,
+        task: None,
+    };
+    rig.projector.bind(false).await.unwrap();
+    rig.run();
+    let (id, created) = rig.create("alice", "MUG-1", 0).await;
+    assert!(
+        rig.projector
+            .wait_for(created.consistency_token, PATIENCE)
+            .await
+    );
+    rig.stop().await;
+
+    let other = Projector::new(second.clone(), read.clone());
+    let refused = other.bind(false).await.unwrap_err();
+    assert!(
+        matches!(refused, order_read_model::ReadError::OtherStore { .. }),
+        "{refused}"
+    );
+    assert!(
+        read.get(id).await.unwrap().is_some(),
+        "refusing changed nothing"
+    );
+
+    other.bind(true).await.expect("rebuild from the new store");
+    assert!(
+        read.get(id).await.unwrap().is_none(),
+        "the other store's orders are gone"
+    );
+    // And the first store is now the stranger.
+    let back = Projector::new(first, read.clone());
+    assert!(back.bind(false).await.is_err());
+}

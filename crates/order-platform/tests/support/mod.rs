@@ -36,6 +36,8 @@ pub struct Options {
     pub backend: Backend,
     pub body_limit: Option<usize>,
     pub snapshot_every: Option<u64>,
+    /// More `serve` flags, after the others.
+    pub extra_args: Vec<String>,
 }
 
 impl Options {
@@ -44,6 +46,7 @@ impl Options {
             backend,
             body_limit: None,
             snapshot_every: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -205,6 +208,7 @@ impl Server {
         if let Some(n) = self.options.snapshot_every {
             cmd.arg("--snapshot-every").arg(n.to_string());
         }
+        cmd.args(&self.options.extra_args);
         cmd
     }
 

@@ -113,10 +113,7 @@ impl Log {
 
 pub fn checkpoint_at(position: i64) -> Checkpoint {
     Checkpoint {
-        cursor: LogCursor {
-            commit: position as u64,
-            position,
-        },
+        cursor: LogCursor { position },
         covered: ConsistencyToken(position as u64),
     }
 }
