@@ -1,0 +1,146 @@
+//! The HTTP side: the two commands the scenarios issue and the read-model
+//! lookup the visibility sampler polls. Every request carries the bearer
+//! token and has the client-wide timeout; a failure becomes a [`Failure`]
+//! keyed by status (or transport error kind), so the report can count them.
+
+use anyhow::{Context, bail};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use crate::cli::Args;
+/// The HTTP side: one client, the base URL and the token.
+pub(crate) struct Api {
+    client: reqwest::Client,
+    base: String,
+    auth: String,
+}
+
+/// A successful command: the order it touched and the version it produced.
+pub(crate) struct Ack {
+    pub(crate) order_id: String,
+    pub(crate) version: u64,
+}
+
+/// A failed request: the status (or transport error kind) and some of the body.
+pub(crate) struct Failure {
+    pub(crate) key: String,
+    pub(crate) detail: String,
+}
+
+impl Api {
+    pub(crate) fn new(args: &Args) -> anyhow::Result<Self> {
+        let url = reqwest::Url::parse(&args.url).context("--url is not a valid URL")?;
+        if url.scheme() != "http" {
+            bail!("--url must be an http:// URL (this build has no TLS)");
+        }
+        let client = reqwest::Client::builder()
+            .timeout(args.request_timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(args.concurrency as usize + 4)
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Api {
+            client,
+            base: args.url.trim_end_matches('/').to_string(),
+            auth: format!("Bearer {}", args.token),
+        })
+    }
+
+    fn item(sku: &str) -> Value {
+        json!({"sku": sku, "productName": format!("Load item {sku}"), "quantity": 1, "unitPrice": "9.99"})
+    }
+
+    pub(crate) async fn create_order(&self, customer: &str, sku: &str) -> Result<Ack, Failure> {
+        let body = json!({"customerId": customer, "currency": "USD", "items": [Self::item(sku)]});
+        self.command(format!("{}/api/v1/orders", self.base), body)
+            .await
+    }
+
+    pub(crate) async fn add_item(&self, order_id: &str, sku: &str) -> Result<Ack, Failure> {
+        self.command(
+            format!("{}/api/v1/orders/{order_id}/items", self.base),
+            Self::item(sku),
+        )
+        .await
+    }
+
+    async fn command(&self, url: String, body: Value) -> Result<Ack, Failure> {
+        let response = self
+            .client
+            .post(url)
+            .header("Authorization", &self.auth)
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport_failure)?;
+        let status = response.status();
+        let text = response.text().await.map_err(transport_failure)?;
+        if !status.is_success() {
+            return Err(Failure {
+                key: status.as_u16().to_string(),
+                detail: truncate(&text, 300),
+            });
+        }
+        let parsed: Value = serde_json::from_str(&text).map_err(|e| Failure {
+            key: format!("{} (bad body)", status.as_u16()),
+            detail: format!("{e}: {}", truncate(&text, 200)),
+        })?;
+        let order_id = parsed["orderId"].as_str().map(str::to_string);
+        let version = parsed["version"].as_u64();
+        match (order_id, version) {
+            (Some(order_id), Some(version)) => Ok(Ack { order_id, version }),
+            _ => Err(Failure {
+                key: format!("{} (no orderId/version)", status.as_u16()),
+                detail: truncate(&text, 200),
+            }),
+        }
+    }
+
+    /// The read model's version of the order, `None` while it does not know it (404).
+    pub(crate) async fn read_version(&self, order_id: &str) -> anyhow::Result<Option<u64>> {
+        let response = self
+            .client
+            .get(format!("{}/api/v1/orders/{order_id}", self.base))
+            .header("Authorization", &self.auth)
+            .send()
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("GET order answered {status}: {}", truncate(&text, 200));
+        }
+        let parsed: Value = serde_json::from_str(&text)?;
+        parsed["version"]
+            .as_u64()
+            .map(Some)
+            .context("GET order body has no numeric `version`")
+    }
+}
+
+fn transport_failure(e: reqwest::Error) -> Failure {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "transport"
+    };
+    Failure {
+        key: kind.to_string(),
+        detail: truncate(&format!("{e:#}"), 300),
+    }
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
