@@ -21,7 +21,10 @@ async fn reports_projector_lag(backend: Backend) {
             "/health/ready",
             "",
             Duration::from_secs(20),
-            |r| r.json["checks"]["projector"]["detail"]["eventsBehind"] == 0,
+            |r| {
+                let detail = &r.json["checks"]["projector"]["detail"];
+                detail["eventsBehind"] == 0 && detail["position"].as_i64().unwrap_or(0) >= 1
+            },
         )
         .await;
     ready.expect(StatusCode::OK);

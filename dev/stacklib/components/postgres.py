@@ -65,6 +65,8 @@ class Postgres(Component):
         return ([str(self.bindir() / "postgres"), "-D", str(self.data), "-p", str(self.port()),
                  "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
                  "-c", "max_connections=300", "-c", "shared_buffers=128MB",
+                 # The event store's tests hold a prepared transaction open (it must not stall the log).
+                 "-c", "max_prepared_transactions=10",
                  # A throw-away development database: durability is traded for speed.
                  "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
                 {}, self.home)
