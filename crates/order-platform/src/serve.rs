@@ -75,6 +75,8 @@ pub async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
+    // Before any task records a metric: values recorded earlier would be lost.
+    order_http::metrics_handle();
     let data_dir = &args.store.data_dir;
     let _lock = lock_data_dir(data_dir)?;
     let key = Arc::new(LocalSigningKey::load_or_create(data_dir)?);
