@@ -106,11 +106,7 @@ impl CommandService {
         let scoped_key = key.map(|k| scope_key(&caller.subject, k));
         let request_hash = fingerprint(&request, expected);
         if let Some(scoped) = &scoped_key
-            && let Some(stored) = self
-                .store
-                .find_response(scoped)
-                .await
-                .map_err(unavailable)?
+            && let Some(stored) = self.store.find_response(scoped).await?
         {
             return self.replay(stored, &request_hash).await;
         }
@@ -159,7 +155,7 @@ impl CommandService {
     ) -> Result<Response, ApiError> {
         authorize_role(caller, intent)?;
         for _ in 0..MAX_ATTEMPTS {
-            let state = self.load(order_id).await.map_err(unavailable)?;
+            let state = self.load(order_id).await?;
             if let (Intent::Change { .. }, Some(order)) = (intent, &state)
                 && !caller.may_command_for(&order.customer_id)
             {
@@ -236,17 +232,12 @@ impl CommandService {
                 Err(StoreError::IdempotencyKeyTaken) => {
                     // A concurrent request with the same key won; answer as it did.
                     let scoped = scoped_key.as_deref().unwrap_or_default();
-                    return match self
-                        .store
-                        .find_response(scoped)
-                        .await
-                        .map_err(unavailable)?
-                    {
+                    return match self.store.find_response(scoped).await? {
                         Some(stored) => self.replay(stored, request_hash).await,
                         None => Err(ApiError::internal("idempotency record vanished")),
                     };
                 }
-                Err(e) => return Err(unavailable(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         Err(ApiError::new(
@@ -270,7 +261,7 @@ impl CommandService {
         }
         let status = StatusCode::from_u16(stored.status).map_err(ApiError::internal)?;
         let version = stored.response["version"].as_u64().unwrap_or_default();
-        let token = self.store.current_token().await.map_err(unavailable)?;
+        let token = self.store.current_token().await?;
         let token = token.to_header(self.store.store_id());
         Ok(respond(status, &stored.response, version, &token, true))
     }
@@ -375,13 +366,6 @@ fn precondition_failed(actual: u64) -> ApiError {
         format!("If-Match does not match: the order is at version {actual}"),
     )
     .with_header(header::ETAG, &format!("\"{actual}\""))
-}
-
-fn unavailable(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Corrupt(_) => ApiError::internal(e),
-        other => ApiError::unavailable(other),
-    }
 }
 
 /// `Idempotency-Key`: 1–255 visible ASCII characters.

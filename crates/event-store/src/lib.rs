@@ -12,6 +12,7 @@
 mod postgres;
 mod sqlite;
 
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 
 pub use postgres::PostgresEventStore;

@@ -150,13 +150,15 @@ async fn other_transactions_in_the_cluster_do_not_hold_the_log_back() {
 
     // Clean up before asserting, so a failure leaves no prepared transaction behind.
     writer.rollback().await.unwrap();
+    sqlx::query("ROLLBACK").execute(&mut idle).await.unwrap();
     if prepared.is_ok() {
+        // Outside any transaction (ROLLBACK PREPARED cannot run inside one), and
+        // checked: a prepared transaction left behind outlives even a restart.
         sqlx::query(&format!("ROLLBACK PREPARED '{gid}'"))
             .execute(&mut idle)
             .await
-            .ok();
+            .expect("roll the prepared transaction back");
     }
-    sqlx::query("ROLLBACK").execute(&mut idle).await.unwrap();
 
     prepared.expect(
         "PREPARE TRANSACTION (dev/stack runs PostgreSQL with max_prepared_transactions > 0)",

@@ -3,6 +3,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use order_domain::{DomainError, FieldError};
+use order_event_store::StoreError;
 use serde::Serialize;
 
 /// An error answer: status, stable `code`, human `detail`, optional field errors and headers.
@@ -149,5 +150,27 @@ impl IntoResponse for ApiError {
             headers.insert(name, value);
         }
         response
+    }
+}
+
+/// The one mapping of event-store failures to answers. Conflicts and taken
+/// idempotency keys are normally handled by the command service before they get
+/// here (retry, replay); what is left is a 409, a 503 or a bug.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "write_conflict",
+                "the order kept changing concurrently; retry the request",
+            ),
+            StoreError::IdempotencyKeyTaken => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_key_in_use",
+                "a concurrent request with this Idempotency-Key is being processed; retry",
+            ),
+            StoreError::Unavailable(_) => ApiError::unavailable(e),
+            StoreError::Corrupt(_) => ApiError::internal(e),
+        }
     }
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use order_auth::Principal;
 use order_domain::{Order, OrderStatus, evolve};
-use order_event_store::{ConsistencyToken, EventStore, RecordedEvent, StoreError, TokenError};
+use order_event_store::{ConsistencyToken, EventStore, RecordedEvent, TokenError};
 use order_http::{
     ApiError, CONSISTENCY_TIMEOUT_MS, CONSISTENCY_TOKEN, Caller, OrderIdPath, QueryParams,
 };
@@ -188,13 +188,6 @@ fn read_error(e: ReadError) -> ApiError {
     }
 }
 
-fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Corrupt(_) => ApiError::internal(e),
-        other => ApiError::unavailable(other),
-    }
-}
-
 impl QueryService {
     /// Waits until the read model covers the request's consistency token, if any.
     async fn await_consistency(&self, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -261,11 +254,7 @@ impl QueryService {
         caller: &Principal,
         order_id: Uuid,
     ) -> Result<Vec<(RecordedEvent, order_domain::Event)>, ApiError> {
-        let recorded = self
-            .events
-            .read_stream(order_id, 0, None)
-            .await
-            .map_err(store_error)?;
+        let recorded = self.events.read_stream(order_id, 0, None).await?;
         let mut history = Vec::with_capacity(recorded.len());
         for r in recorded {
             let payload = order_domain::EventPayload::from_stored(&r.event_type, &r.data)
