@@ -9,11 +9,13 @@
 //! *gap-safe*: it never returns a position past a write that may still commit.
 //! How each adapter guarantees that is documented on the adapter.
 
+mod codec;
 mod postgres;
 mod sqlite;
 
 pub mod conformance;
 
+pub use codec::UndecodableEvent;
 pub use postgres::PostgresEventStore;
 pub use sqlite::SqliteEventStore;
 

@@ -13,7 +13,7 @@ use crate::{
     SortOrder, Stats,
 };
 use async_trait::async_trait;
-use order_domain::{Currency, Event, EventPayload, Order, OrderStatus, evolve};
+use order_domain::{Currency, DecodeError, Order, OrderStatus, evolve};
 use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -27,18 +27,6 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Event types the domain knows. One of these that does not decode is corrupt
-/// data and stops the projection; any other type is from newer code and is skipped.
-const KNOWN_EVENT_TYPES: [&str; 7] = [
-    "OrderCreated",
-    "ItemAdded",
-    "ItemRemoved",
-    "OrderApproved",
-    "OrderRejected",
-    "OrderShipped",
-    "OrderCanceled",
-];
 
 pub struct SqliteReadStore {
     pool: SqlitePool,
@@ -128,15 +116,12 @@ fn apply_one(slot: &mut Slot, event: &RecordedEvent) -> Result<(), ReadError> {
         }
         return Ok(());
     }
-    let payload = match EventPayload::from_stored(&event.event_type, &event.data) {
-        Ok(payload) => payload,
-        Err(e) if KNOWN_EVENT_TYPES.contains(&event.event_type.as_str()) => {
-            return Err(ReadError::Corrupt(format!(
-                "event {} ({} v{} of order {}) does not decode: {e}",
-                event.event_id, event.event_type, event.version, event.stream_id
-            )));
-        }
-        Err(e) => {
+    let domain_event = match event.decode() {
+        Ok(domain_event) => domain_event,
+        // A type from newer code: skip it rather than stop every order's
+        // projection. Any other failure (a known type that does not decode, a
+        // schema version this code cannot read) would misstate the order: stop.
+        Err(e) if matches!(e.reason, DecodeError::UnknownType { .. }) => {
             tracing::warn!(
                 order_id = %event.stream_id,
                 event_type = %event.event_type,
@@ -152,11 +137,7 @@ fn apply_one(slot: &mut Slot, event: &RecordedEvent) -> Result<(), ReadError> {
             }
             return Ok(());
         }
-    };
-    let domain_event = Event {
-        payload,
-        occurred_at: event.occurred_at,
-        actor: event.actor.clone(),
+        Err(e) => return Err(ReadError::Corrupt(e.to_string())),
     };
     let evolved = evolve(slot.order.take(), &domain_event);
     if let Some(order) = &evolved
