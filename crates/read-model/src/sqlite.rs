@@ -26,6 +26,8 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+mod layout;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub struct SqliteReadStore {
@@ -38,6 +40,9 @@ impl SqliteReadStore {
     ///
     /// Give it a file of its own, not the event store's: both keep their schema
     /// versions in sqlx's migration table.
+    ///
+    /// A store written by code with another document layout is emptied here, so
+    /// the projector rebuilds it from the event log (see `sqlite/layout.rs`).
     pub async fn open(path: &Path) -> Result<SqliteReadStore, ReadError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -56,10 +61,12 @@ impl SqliteReadStore {
             .run(&pool)
             .await
             .map_err(|e| ReadError::Unavailable(format!("migrating the read store: {e}")))?;
-        Ok(SqliteReadStore {
+        let store = SqliteReadStore {
             pool,
             write_gate: Mutex::new(()),
-        })
+        };
+        layout::ensure(&store).await?;
+        Ok(store)
     }
 }
 
