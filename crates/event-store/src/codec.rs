@@ -32,23 +32,26 @@ pub struct UndecodableEvent {
     pub reason: DecodeError,
 }
 
-impl From<UndecodableEvent> for StoreError {
-    fn from(e: UndecodableEvent) -> StoreError {
+impl From<Box<UndecodableEvent>> for StoreError {
+    fn from(e: Box<UndecodableEvent>) -> StoreError {
         StoreError::Corrupt(e.to_string())
     }
 }
 
 impl RecordedEvent {
     /// The domain event this row stores, read according to its `schema_version`.
-    pub fn decode(&self) -> Result<Event, UndecodableEvent> {
+    /// (The error is boxed: it is large, and rare.)
+    pub fn decode(&self) -> Result<Event, Box<UndecodableEvent>> {
         let payload = EventPayload::from_stored(&self.event_type, self.schema_version, &self.data)
-            .map_err(|reason| UndecodableEvent {
-                event_id: self.event_id,
-                stream_id: self.stream_id,
-                version: self.version,
-                event_type: self.event_type.clone(),
-                schema_version: self.schema_version,
-                reason,
+            .map_err(|reason| {
+                Box::new(UndecodableEvent {
+                    event_id: self.event_id,
+                    stream_id: self.stream_id,
+                    version: self.version,
+                    event_type: self.event_type.clone(),
+                    schema_version: self.schema_version,
+                    reason,
+                })
             })?;
         Ok(Event {
             payload,
