@@ -161,6 +161,8 @@ fn event_data_has_the_pinned_layout_of_its_schema_version_and_older_pins_still_r
         &events_file(EventPayload::SCHEMA_VERSION),
         "EventPayload::SCHEMA_VERSION",
         &EventPayload::SCHEMA_VERSION.to_string(),
+        "bump EventPayload::SCHEMA_VERSION and add an upcaster from the old version \
+         to UPCASTERS (crates/domain/src/schema.rs)",
         Value::Object(samples),
     );
     // One test, not two: with UPDATE_GOLDEN=1 the pin above is written before
@@ -212,6 +214,7 @@ fn the_order_state_has_the_pinned_layout_of_its_schema() {
         "order.json",
         "Order::SCHEMA",
         Order::SCHEMA,
+        "change Order::SCHEMA (older snapshots are then ignored, read models rebuilt)",
         json!({ "approved": json }),
     );
 }

@@ -7,6 +7,9 @@
 //!
 //! - v1 → v2: `OrderShipped` kept the tracking number under `tracking`;
 //! - v2 → v3: `ItemAdded` kept the currency under `currencyCode`.
+//!
+//! Its "v3" is today's layout of those two types: when one of them really
+//! changes, change these fixtures with it.
 
 use order_domain::{Currency, DecodeError, EventPayload, EventSchema, Line, Upcaster};
 use serde_json::{Value, json};

@@ -78,6 +78,7 @@ fn the_order_body_has_the_pinned_layout_of_its_schema() {
         "order-view.json",
         "OrderView::SCHEMA",
         OrderView::SCHEMA,
+        "this is the API's order body: change OrderView::SCHEMA and tell API clients",
         samples,
     );
 }

@@ -44,8 +44,9 @@ pub fn write(path: &Path, value: &Value) {
 /// - another schema: fail, or when updating write the new pin.
 ///
 /// Samples that are only new are added when updating (a new sample pins more,
-/// it changes nothing already pinned).
-pub fn check_named_layout(file: &str, what: &str, schema: &str, samples: Value) {
+/// it changes nothing already pinned). `bump` says what changing the name
+/// involves; it is printed when the layout changed under an unchanged name.
+pub fn check_named_layout(file: &str, what: &str, schema: &str, bump: &str, samples: Value) {
     let path = path(file);
     let Value::Object(samples) = samples else {
         panic!("samples must be a JSON object");
@@ -85,7 +86,7 @@ pub fn check_named_layout(file: &str, what: &str, schema: &str, samples: Value) 
                 "the JSON of sample {name:?} changed, but {what} is still {schema:?}.\n\
                  pinned: {old}\n\
                  now:    {new}\n\
-                 Copies stored in the old layout would be misread: change {what}, \
+                 Copies stored in the old layout would be misread: {bump}, \
                  then run UPDATE_GOLDEN=1 cargo test to pin the new layout."
             ),
             None => panic!(
