@@ -5,7 +5,7 @@ use chrono::{TimeZone, Utc};
 use order_command_service::{CommandService, SNAPSHOT_SCHEMA};
 use order_domain::{Command, CommandContext, EventPayload, LineInput, Order, decide, replay};
 use order_event_store::{
-    AppendRequest, CommandMetadata, EventStore, NewEvent, Snapshot, SqliteEventStore, StoreError,
+    AppendRequest, CommandMetadata, NewEvent, Snapshot, SqliteEventStore, StoreError,
 };
 use std::sync::Arc;
 use uuid::Uuid;
