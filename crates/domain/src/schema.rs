@@ -21,7 +21,8 @@
 //!    not change passes through untouched).
 //! 3. Run `UPDATE_GOLDEN=1 cargo test -p order-domain --test golden`: it pins the
 //!    new layout in `tests/golden/events.v<n+1>.json` and keeps `events.v<n>.json`,
-//!    which from then on must upcast to the very same events.
+//!    which from then on must upcast to the very same events (so a field added
+//!    with a default needs today's samples to carry that default).
 //!
 //! The golden test fails if step 1's layout change is made without the bump
 //! (the pinned `events.v<n>.json` no longer matches) or without step 2 (the old

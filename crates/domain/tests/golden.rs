@@ -133,6 +133,20 @@ fn events_file(version: u32) -> String {
     format!("events.v{version}.json")
 }
 
+/// Adding a variant to `EventPayload` breaks this match on purpose: give the
+/// new type a sample above and its name in `EventPayload::TYPES`.
+fn _a_new_event_type_needs_a_sample(event: &EventPayload) {
+    match event {
+        EventPayload::OrderCreated { .. }
+        | EventPayload::ItemAdded { .. }
+        | EventPayload::ItemRemoved { .. }
+        | EventPayload::OrderApproved { .. }
+        | EventPayload::OrderRejected { .. }
+        | EventPayload::OrderShipped { .. }
+        | EventPayload::OrderCanceled { .. } => {}
+    }
+}
+
 #[test]
 fn the_samples_cover_every_event_type() {
     let sampled: BTreeSet<&str> = sample_events()

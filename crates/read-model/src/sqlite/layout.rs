@@ -8,8 +8,8 @@
 //! any other layout empties it (the checkpoint goes back to the start), which
 //! makes the projector rebuild everything from the event log.
 //!
-//! Bump [`DERIVED_REVISION`] when `write` derives columns or search terms
-//! differently. `Order::SCHEMA` changes on its own whenever `Order`'s JSON does
+//! Bump [`DERIVED_REVISION`] when `write` derives columns, or `search::terms`
+//! search terms, differently. `Order::SCHEMA` changes on its own whenever `Order`'s JSON does
 //! (the domain's golden test enforces it). `OrderView` is not part of the
 //! layout: this store computes views when read, never stores them.
 
