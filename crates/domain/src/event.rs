@@ -1,5 +1,6 @@
 //! Events: immutable facts, each carrying what is needed to rebuild state.
 
+use crate::schema::{DecodeError, EventSchema};
 use crate::{Currency, Line};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -44,9 +45,21 @@ pub enum EventPayload {
 }
 
 impl EventPayload {
-    /// Version of the data layout of every event type. Bump on a layout change
-    /// and teach [`EventPayload::from_stored`] to read the old one.
+    /// Version of the data layout of every event type, stored with each event.
+    /// Bump on any layout change and add an upcaster from the old one: see
+    /// [`crate::schema`]. The golden test (`tests/golden.rs`) pins each version.
     pub const SCHEMA_VERSION: u32 = 1;
+
+    /// Every event type name, as stored next to the data.
+    pub const TYPES: [&'static str; 7] = [
+        "OrderCreated",
+        "ItemAdded",
+        "ItemRemoved",
+        "OrderApproved",
+        "OrderRejected",
+        "OrderShipped",
+        "OrderCanceled",
+    ];
 
     pub fn event_type(&self) -> &'static str {
         match self {
@@ -70,11 +83,13 @@ impl EventPayload {
         }
     }
 
-    /// Reads a stored event back from its type name and data.
+    /// Reads a stored event back from its type name, the schema version it was
+    /// stored with, and its data; older layouts go through the upcasters first.
     pub fn from_stored(
         event_type: &str,
+        schema_version: u32,
         data: &serde_json::Value,
-    ) -> Result<EventPayload, serde_json::Error> {
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": data }))
+    ) -> Result<EventPayload, DecodeError> {
+        EventSchema::CURRENT.decode(event_type, schema_version, data)
     }
 }

@@ -11,12 +11,14 @@ mod error;
 mod event;
 mod money;
 mod order;
+pub mod schema;
 
 pub use command::{Command, LineInput, NewLine, validate_line};
 pub use error::{DomainError, FieldError};
 pub use event::{Event, EventPayload};
 pub use money::Currency;
 pub use order::{Line, Order, OrderStatus};
+pub use schema::{DecodeError, EventSchema, Upcaster};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;

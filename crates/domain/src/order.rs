@@ -76,6 +76,8 @@ impl Line {
     }
 }
 
+/// The state of one order. Its JSON is stored outside the event log (snapshots,
+/// the read model's documents), so its layout is versioned: see [`Order::SCHEMA`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
@@ -91,6 +93,14 @@ pub struct Order {
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl Order {
+    /// Names the serialized layout of [`Order`]. Stored next to every copy of that
+    /// JSON (snapshots, read-model documents); a copy of another layout is not
+    /// trusted but rebuilt from the events. Change it whenever the JSON changes:
+    /// the golden test (`tests/golden.rs`) fails until you do.
+    pub const SCHEMA: &'static str = "order/v1";
 }
 
 /// The order total for `(unit price, quantity)` pairs, or `None` on overflow.

@@ -84,7 +84,7 @@ proptest! {
         // Replaying the history, also through storage, reproduces the state.
         prop_assert_eq!(replay(&history), state.clone());
         let stored: Vec<Event> = history.iter().map(|e| Event {
-            payload: EventPayload::from_stored(e.payload.event_type(), &e.payload.data()).unwrap(),
+            payload: EventPayload::from_stored(e.payload.event_type(), EventPayload::SCHEMA_VERSION, &e.payload.data()).unwrap(),
             ..e.clone()
         }).collect();
         prop_assert_eq!(replay(&stored), state);

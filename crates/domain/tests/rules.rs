@@ -277,7 +277,12 @@ fn events_record_actor_and_time_and_round_trip_through_storage() {
         .chain(events)
     {
         let stored = e.payload.data();
-        let back = EventPayload::from_stored(e.payload.event_type(), &stored).unwrap();
+        let back = EventPayload::from_stored(
+            e.payload.event_type(),
+            EventPayload::SCHEMA_VERSION,
+            &stored,
+        )
+        .unwrap();
         assert_eq!(back, e.payload);
     }
 }

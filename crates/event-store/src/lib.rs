@@ -9,12 +9,14 @@
 //! *gap-safe*: it never returns a position past a write that may still commit.
 //! How each adapter guarantees that is documented on the adapter.
 
+mod codec;
 mod postgres;
 mod sqlite;
 
 #[cfg(feature = "testsuite")]
 pub mod conformance;
 
+pub use codec::UndecodableEvent;
 pub use postgres::PostgresEventStore;
 pub use sqlite::{
     BUSY_TIMEOUT as SQLITE_BUSY_TIMEOUT, SqliteEventStore, open_pool as open_sqlite_pool,

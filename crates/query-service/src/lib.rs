@@ -257,13 +257,7 @@ impl QueryService {
         let recorded = self.events.read_stream(order_id, 0, None).await?;
         let mut history = Vec::with_capacity(recorded.len());
         for r in recorded {
-            let payload = order_domain::EventPayload::from_stored(&r.event_type, &r.data)
-                .map_err(|e| ApiError::internal(format!("event {}: {e}", r.event_id)))?;
-            let event = order_domain::Event {
-                payload,
-                occurred_at: r.occurred_at,
-                actor: r.actor.clone(),
-            };
+            let event = r.decode().map_err(ApiError::internal)?;
             history.push((r, event));
         }
         let current = history.iter().fold(None, |s, (_, e)| evolve(s, e));
@@ -439,7 +433,7 @@ async fn order_events(
     let history = service.history(&caller, id).await?;
     let events = history
         .into_iter()
-        .map(|(r, _)| HistoryEntry {
+        .map(|(r, e)| HistoryEntry {
             event_id: r.event_id,
             event_type: r.event_type,
             version: r.version,
@@ -448,7 +442,9 @@ async fn order_events(
             actor: r.actor,
             correlation_id: r.correlation_id,
             causation_id: r.causation_id,
-            data: r.data,
+            // The decoded event, so clients always see today's layout even for
+            // events stored in an older one (upcast on the way out).
+            data: e.payload.data(),
         })
         .collect();
     Ok(axum::Json(History {

@@ -13,7 +13,7 @@ use crate::{
     SortOrder, Stats,
 };
 use async_trait::async_trait;
-use order_domain::{Currency, Event, EventPayload, Order, OrderStatus, evolve};
+use order_domain::{Currency, DecodeError, Order, OrderStatus, evolve};
 use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent, StoreId};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -23,19 +23,9 @@ use std::path::Path;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+mod layout;
 
-/// Event types the domain knows. One of these that does not decode is corrupt
-/// data and stops the projection; any other type is from newer code and is skipped.
-const KNOWN_EVENT_TYPES: [&str; 7] = [
-    "OrderCreated",
-    "ItemAdded",
-    "ItemRemoved",
-    "OrderApproved",
-    "OrderRejected",
-    "OrderShipped",
-    "OrderCanceled",
-];
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub struct SqliteReadStore {
     pool: SqlitePool,
@@ -47,14 +37,19 @@ impl SqliteReadStore {
     ///
     /// Give it a file of its own, not the event store's: both keep their schema
     /// versions in sqlx's migration table.
+    ///
+    /// A store written by code with another document layout is emptied here, so
+    /// the projector rebuilds it from the event log (see `sqlite/layout.rs`).
     pub async fn open(path: &Path) -> Result<SqliteReadStore, ReadError> {
         let pool = order_event_store::open_sqlite_pool(path, &MIGRATOR)
             .await
             .map_err(|e| ReadError::Unavailable(format!("opening {}: {e}", path.display())))?;
-        Ok(SqliteReadStore {
+        let store = SqliteReadStore {
             pool,
             write_gate: Mutex::new(()),
-        })
+        };
+        layout::ensure(&store).await?;
+        Ok(store)
     }
 }
 
@@ -111,15 +106,12 @@ fn apply_one(slot: &mut Slot, event: &RecordedEvent) -> Result<(), ReadError> {
         }
         return Ok(());
     }
-    let payload = match EventPayload::from_stored(&event.event_type, &event.data) {
-        Ok(payload) => payload,
-        Err(e) if KNOWN_EVENT_TYPES.contains(&event.event_type.as_str()) => {
-            return Err(ReadError::Corrupt(format!(
-                "event {} ({} v{} of order {}) does not decode: {e}",
-                event.event_id, event.event_type, event.version, event.stream_id
-            )));
-        }
-        Err(e) => {
+    let domain_event = match event.decode() {
+        Ok(domain_event) => domain_event,
+        // A type from newer code: skip it rather than stop every order's
+        // projection. Any other failure (a known type that does not decode, a
+        // schema version this code cannot read) would misstate the order: stop.
+        Err(e) if matches!(e.reason, DecodeError::UnknownType { .. }) => {
             tracing::warn!(
                 order_id = %event.stream_id,
                 event_type = %event.event_type,
@@ -135,11 +127,7 @@ fn apply_one(slot: &mut Slot, event: &RecordedEvent) -> Result<(), ReadError> {
             }
             return Ok(());
         }
-    };
-    let domain_event = Event {
-        payload,
-        occurred_at: event.occurred_at,
-        actor: event.actor.clone(),
+        Err(e) => return Err(ReadError::Corrupt(e.to_string())),
     };
     let evolved = evolve(slot.order.take(), &domain_event);
     if let Some(order) = &evolved

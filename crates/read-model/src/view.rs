@@ -39,6 +39,14 @@ pub struct ItemView {
     pub line_total: String,
 }
 
+impl OrderView {
+    /// Names this body's JSON layout: the API contract of every order response,
+    /// also kept verbatim in idempotency records (replays answer with it) and
+    /// by any read store that stores views. Change it whenever the JSON changes:
+    /// the read model's golden test (`tests/golden.rs`) fails until you do.
+    pub const SCHEMA: &'static str = "order-view/v1";
+}
+
 impl From<&Order> for OrderView {
     fn from(order: &Order) -> OrderView {
         let currency = order.currency;

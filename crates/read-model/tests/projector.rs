@@ -85,14 +85,7 @@ impl Rig {
                 expected_version: history.len() as u64,
                 events: decided
                     .iter()
-                    .map(|e| NewEvent {
-                        event_id: Uuid::now_v7(),
-                        event_type: e.payload.event_type().into(),
-                        schema_version: 1,
-                        data: e.payload.data(),
-                        occurred_at: e.occurred_at,
-                        actor: e.actor.clone(),
-                    })
+                    .map(|e| NewEvent::from_domain(e, Uuid::now_v7()))
                     .collect(),
                 metadata: CommandMetadata::default(),
                 idempotency: None,
@@ -116,11 +109,7 @@ impl Rig {
             .await
             .unwrap()
             .into_iter()
-            .map(|r| Event {
-                payload: order_domain::EventPayload::from_stored(&r.event_type, &r.data).unwrap(),
-                occurred_at: r.occurred_at,
-                actor: r.actor,
-            })
+            .map(|r| r.decode().unwrap())
             .collect()
     }
 

@@ -62,7 +62,7 @@ impl Log {
                 version: history.len() as u64,
                 global_position: self.position,
                 event_type: event.payload.event_type().into(),
-                schema_version: 1,
+                schema_version: order_domain::EventPayload::SCHEMA_VERSION,
                 data: event.payload.data(),
                 occurred_at: event.occurred_at,
                 actor: event.actor.clone(),
