@@ -6,9 +6,11 @@
 //! - [`Caller`]: the authenticated principal, verified on every request.
 //! - [`operational_router`]: `/health/live`, `/health/ready`, `/metrics`.
 //! - [`common_layers`]: request ids, metrics, body limit, panic safety net.
+//! - [`bounded`]: request timeout and load-shedding concurrency limit ([`Limits`]).
 
 mod error;
 mod extract;
+mod limits;
 mod observe;
 
 pub use error::ApiError;
@@ -16,6 +18,7 @@ pub use extract::{
     Caller, JsonBody, OptionalJsonBody, OrderIdPath, PathParams, QueryParams, Verifier,
     path_segment,
 };
+pub use limits::{DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT, Limits, bounded};
 pub use observe::{ReadinessCheck, common_layers, metrics_handle, operational_router};
 
 /// Header carrying the read-your-writes token (§4.3).
