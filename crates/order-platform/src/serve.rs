@@ -194,8 +194,13 @@ fn app(
     let (api, mut openapi) = commands.merge(queries).merge(admin).split_for_parts();
     openapi.info.title = "Order Platform API".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();
-    openapi.info.description =
-        Some("Event-sourced order management. Errors are RFC 9457 problem documents.".into());
+    openapi.info.description = Some(
+        "Event-sourced order management. Errors are RFC 9457 problem documents. \
+         Any API request may also be answered 503 with code `overloaded` (the server \
+         is at its in-flight limit; see Retry-After) or `request_timeout` (it ran past \
+         the server's request timeout)."
+            .into(),
+    );
     openapi
         .components
         .get_or_insert_with(Default::default)
