@@ -3,7 +3,8 @@
 //! metric labels that clients cannot multiply.
 //!
 //! A "slow request" here is a query that waits for a consistency token the
-//! read model will never reach (§4.3): it holds its slot for as long as the
+//! read model will never reach (§4.3: a real token of the server's store with
+//! its position pushed far ahead): it holds its slot for as long as the
 //! client asks (`X-Consistency-Timeout-Ms`), then answers 503
 //! `consistency_timeout`. No test-only endpoint is needed to make the server
 //! slow. Time bounds in these tests are generous: they only separate "the
@@ -16,11 +17,21 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use support::{Backend, Resp, Server, TempDir, issue_token, order_platform};
+use support::{Backend, Resp, Server, TempDir, issue_token, order_body, order_platform};
 use tokio::task::JoinHandle;
 
-/// A consistency token far beyond anything the log will reach.
-const UNREACHABLE_TOKEN: &str = "999999999999";
+/// A position far beyond anything the log of a test will reach.
+const FAR_POSITION: &str = "999999999999";
+
+/// A consistency token for `FAR_POSITION` of the same store as `real`, a token
+/// a command returned: the token is opaque, so keep whatever names the store
+/// (everything up to the last `:`, if any) and replace only the position.
+fn unreachable_token(real: &str) -> String {
+    match real.rsplit_once(':') {
+        Some((store, _)) => format!("{store}:{FAR_POSITION}"),
+        None => FAR_POSITION.to_string(),
+    }
+}
 
 /// A server started with extra `serve` flags, whose process the test owns
 /// (the shared harness only kills with SIGKILL; these tests need SIGTERM).
@@ -29,6 +40,8 @@ struct Bounded {
     child: Child,
     addr: String,
     client: reqwest::Client,
+    /// A token of this server's store that its read model will never reach.
+    unreachable: String,
 }
 
 impl Bounded {
@@ -70,11 +83,25 @@ impl Bounded {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("HTTP client"),
+            unreachable: String::new(),
         };
         match tokio::time::timeout(Duration::from_secs(60), rx).await {
             Ok(Ok(addr)) => server.addr = addr,
             _ => panic!("the server did not start:\n{}", server.log()),
         }
+        let ops = server.token("ops-0", &["ops"]);
+        let created = Resp::from(
+            server
+                .client
+                .post(server.url("/api/v1/orders"))
+                .bearer_auth(ops)
+                .json(&order_body("alice", "USD", &[("SKU-1", "Mug", 1, "1.00")]))
+                .send()
+                .await,
+        )
+        .await;
+        created.expect(StatusCode::CREATED);
+        server.unreachable = unreachable_token(&created.consistency_token());
         server
     }
 
@@ -110,7 +137,7 @@ impl Bounded {
             .client
             .get(self.url("/api/v1/orders"))
             .bearer_auth(token)
-            .header("x-consistency-token", UNREACHABLE_TOKEN)
+            .header("x-consistency-token", &self.unreachable)
             .header("x-consistency-timeout-ms", wait_ms.to_string());
         tokio::spawn(async move {
             loop {
