@@ -210,6 +210,11 @@ impl CommandService {
                 metadata: metadata(headers, key),
                 idempotency: scoped_key.clone().map(|k| (k, stored)),
             };
+            // The last moment a command may still give up on its deadline: after
+            // the append, its answer must say what happened.
+            if order_http::deadline_passed() {
+                return Err(order_http::request_timeout());
+            }
             match self.store.append(append).await {
                 Ok(appended) => {
                     metrics::counter!("order_platform_events_appended_total")

@@ -6,15 +6,21 @@
 //! - [`Caller`]: the authenticated principal, verified on every request.
 //! - [`operational_router`]: `/health/live`, `/health/ready`, `/metrics`.
 //! - [`common_layers`]: request ids, metrics, body limit, panic safety net.
+//! - [`bounded`]: request timeout and load-shedding concurrency limit ([`Limits`]).
 
 mod error;
 mod extract;
+mod limits;
 mod observe;
 
 pub use error::ApiError;
 pub use extract::{
     Caller, JsonBody, OptionalJsonBody, OrderIdPath, PathParams, QueryParams, Verifier,
     path_segment,
+};
+pub use limits::{
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT, Limits, bounded, deadline_passed,
+    request_timeout,
 };
 pub use observe::{ReadinessCheck, common_layers, metrics_handle, operational_router};
 

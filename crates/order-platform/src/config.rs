@@ -11,6 +11,9 @@
 //! database_url = "postgres://orders:secret@db/orders"
 //! body_limit = 1048576
 //! snapshot_every = 50
+//! request_timeout = "30s"                   # durations: ms, s, m or h
+//! max_in_flight = 512
+//! shutdown_timeout = "20s"
 //! ```
 //!
 //! The file is checked whole before anything starts: an unknown key, a value of
@@ -24,6 +27,7 @@ use clap::parser::ValueSource;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +37,61 @@ pub struct FileConfig {
     database_url: Option<String>,
     body_limit: Option<usize>,
     snapshot_every: Option<u64>,
+    #[serde(default, deserialize_with = "duration")]
+    request_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "max_in_flight")]
+    max_in_flight: Option<usize>,
+    #[serde(default, deserialize_with = "duration")]
+    shutdown_timeout: Option<Duration>,
+}
+
+/// A duration such as `500ms`, `30s`, `2m` or `1h`: at least 1 ms, at most a day.
+/// Shared by the flags, their variables and the file.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad =
+        || format!("invalid duration {text:?}; use a whole number with ms, s, m or h, e.g. 30s");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    match millis {
+        Some(ms) if (1..=86_400_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(format!("duration {text:?} must be between 1ms and 24h")),
+    }
+}
+
+/// The largest `max_in_flight` accepted: far above what one process can serve,
+/// and below the limits of the semaphore that counts requests.
+const MAX_IN_FLIGHT_CEILING: usize = 1_000_000;
+
+/// `max_in_flight`: 1 to a million.
+pub fn parse_max_in_flight(text: &str) -> Result<usize, String> {
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_IN_FLIGHT_CEILING).contains(n))
+        .ok_or_else(|| {
+            format!("invalid max in-flight {text:?}; use a whole number from 1 to {MAX_IN_FLIGHT_CEILING}")
+        })
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn max_in_flight<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n = u64::deserialize(d)?;
+    parse_max_in_flight(&n.to_string())
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl FileConfig {
@@ -60,6 +119,24 @@ impl FileConfig {
             self.snapshot_every,
             given,
             "snapshot_every",
+        );
+        fill(
+            &mut args.request_timeout,
+            self.request_timeout,
+            given,
+            "request_timeout",
+        );
+        fill(
+            &mut args.max_in_flight,
+            self.max_in_flight,
+            given,
+            "max_in_flight",
+        );
+        fill(
+            &mut args.shutdown_timeout,
+            self.shutdown_timeout,
+            given,
+            "shutdown_timeout",
         );
         self.apply_to_store(&mut args.store, given);
     }
@@ -134,7 +211,10 @@ mod tests {
              data_dir = \"/srv/orders\"\n\
              database_url = \"postgres://u:p@db/orders\"\n\
              body_limit = 4096\n\
-             snapshot_every = 7\n",
+             snapshot_every = 7\n\
+             request_timeout = \"750ms\"\n\
+             max_in_flight = 3\n\
+             shutdown_timeout = \"2m\"\n",
         )
         .unwrap();
 
@@ -147,6 +227,9 @@ mod tests {
         );
         assert_eq!(args.body_limit, 4096);
         assert_eq!(args.snapshot_every, 7);
+        assert_eq!(args.request_timeout, Duration::from_millis(750));
+        assert_eq!(args.max_in_flight, 3);
+        assert_eq!(args.shutdown_timeout, Duration::from_secs(120));
 
         let args = serve(
             &[
@@ -158,14 +241,25 @@ mod tests {
                 "mine",
                 "--snapshot-every",
                 "0",
+                "--request-timeout",
+                "5s",
+                "--max-in-flight",
+                "64",
             ],
             &file,
         );
         assert_eq!(args.listen, "127.0.0.1:1234".parse().unwrap());
         assert_eq!(args.store.data_dir, PathBuf::from("mine"));
         assert_eq!(args.snapshot_every, 0);
+        assert_eq!(args.request_timeout, Duration::from_secs(5));
+        assert_eq!(args.max_in_flight, 64);
         assert_eq!(
             args.body_limit, 4096,
+            "unset flags still come from the file"
+        );
+        assert_eq!(
+            args.shutdown_timeout,
+            Duration::from_secs(120),
             "unset flags still come from the file"
         );
     }
@@ -176,6 +270,9 @@ mod tests {
         assert_eq!(args.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(args.store.data_dir, PathBuf::from("data"));
         assert_eq!(args.store.database_url, None);
+        assert_eq!(args.request_timeout, Duration::from_secs(30));
+        assert_eq!(args.max_in_flight, order_http::DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(args.shutdown_timeout, Duration::from_secs(20));
     }
 
     #[test]
@@ -195,6 +292,11 @@ mod tests {
             ("body_limit = \"1MiB\"", "body_limit"),
             ("snapshot_every = -1", "snapshot_every"),
             ("data_dir = 3", "data_dir"),
+            ("request_timeout = 30", "request_timeout"),
+            ("request_timeout = \"0s\"", "request_timeout"),
+            ("shutdown_timeout = \"soon\"", "shutdown_timeout"),
+            ("max_in_flight = 0", "max_in_flight"),
+            ("max_in_flight = \"many\"", "max_in_flight"),
         ] {
             let error = parse(file).unwrap_err().to_string();
             assert!(error.contains(key), "{file:?}: {error}");
@@ -202,6 +304,31 @@ mod tests {
         }
         let error = parse("listen = ").unwrap_err().to_string();
         assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn durations_take_a_unit_and_stay_in_range() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in [
+            "",
+            "30",
+            "s",
+            "0s",
+            "-1s",
+            "1.5s",
+            "25h",
+            "1d",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_max_in_flight("1"), Ok(1));
+        for bad in ["0", "-1", "lots", "1000001"] {
+            assert!(parse_max_in_flight(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

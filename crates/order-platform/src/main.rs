@@ -14,6 +14,7 @@ use order_auth::{LocalSigningKey, Role};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -74,6 +75,22 @@ pub struct ServeArgs {
     /// the configuration file.
     #[arg(long, env = "ORDER_PLATFORM_REBUILD")]
     pub rebuild: bool,
+    /// Longest time a request may run (e.g. 500ms, 30s, 2m); a slower one is
+    /// abandoned and answered 503 with code `request_timeout`.
+    #[arg(long, env = "ORDER_PLATFORM_REQUEST_TIMEOUT", default_value = "30s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+    /// Most API requests handled at once; one more is refused at once with 503,
+    /// code `overloaded` and Retry-After (never queued). /health/* and /metrics
+    /// are not counted and always answer.
+    #[arg(long, env = "ORDER_PLATFORM_MAX_IN_FLIGHT", default_value_t = order_http::DEFAULT_MAX_IN_FLIGHT,
+        value_parser = config::parse_max_in_flight, value_name = "N")]
+    pub max_in_flight: usize,
+    /// After SIGTERM or Ctrl-C: stop accepting connections, let requests in
+    /// flight finish for at most this long (e.g. 10s), then exit anyway.
+    #[arg(long, env = "ORDER_PLATFORM_SHUTDOWN_TIMEOUT", default_value = "20s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
 }
 
 #[derive(Args)]
@@ -134,7 +151,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(mut args) => {
             file.apply_to_serve(&mut args, &given);
-            runtime()?.block_on(serve::serve(args))
+            let runtime = runtime()?;
+            let served = runtime.block_on(serve::serve(args));
+            // Requests abandoned at the shutdown deadline may still be tasks of
+            // this runtime: do not let them hold the exit up.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            served
         }
     }
 }

@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// Opens the event store the arguments name, running its migrations.
@@ -137,15 +138,57 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     tracing::info!(%address, event_store = store, "listening");
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    serve_until_stopped(listener, app, args.shutdown_timeout).await?;
     let _ = stop_tx.send(true);
-    let _ = projector_task.await;
+    if tokio::time::timeout(PROJECTOR_STOP_TIMEOUT, projector_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the projector did not stop in time; exiting anyway");
+    }
     let _ = lag_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the projector may take to finish its batch once the HTTP server stopped.
+const PROJECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `app` until SIGTERM or Ctrl-C, then shuts down gracefully within
+/// `deadline`: the listener closes at once (new connections are refused), idle
+/// connections close, and requests in flight may finish. Whatever still runs
+/// when the deadline passes is abandoned (its connection is dropped) so that the
+/// process exits: an orchestrator's kill timer should not be what ends it.
+async fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    deadline: Duration,
+) -> anyhow::Result<()> {
+    // Set by the shutdown future that axum polls, read by the deadline below.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!(deadline_seconds = deadline.as_secs_f64(), "shutting down");
+            stopping.notify_one();
+        }
+    };
+    let serving = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let expired = async {
+        stopping.notified().await;
+        tokio::time::sleep(deadline).await;
+    };
+    tokio::select! {
+        served = serving => served.context("serving HTTP"),
+        () = expired => {
+            tracing::warn!(
+                deadline_seconds = deadline.as_secs_f64(),
+                "requests still in flight at the shutdown deadline were abandoned"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The HTTP application: API routes, OpenAPI document, operational endpoints.
@@ -171,8 +214,13 @@ fn app(
     let (api, mut openapi) = commands.merge(queries).merge(admin).split_for_parts();
     openapi.info.title = "Order Platform API".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();
-    openapi.info.description =
-        Some("Event-sourced order management. Errors are RFC 9457 problem documents.".into());
+    openapi.info.description = Some(
+        "Event-sourced order management. Errors are RFC 9457 problem documents. \
+         Any API request may also be answered 503 with code `overloaded` (the server \
+         is at its in-flight limit; see Retry-After) or `request_timeout` (it ran past \
+         the server's request timeout)."
+            .into(),
+    );
     openapi
         .components
         .get_or_insert_with(Default::default)
@@ -193,14 +241,21 @@ fn app(
         Arc::new(ProjectorCheck(projector)),
     ];
     let verifier: Arc<dyn order_auth::TokenVerifier> = key;
-    let routes = api
-        .route(
-            "/api/v1/openapi.json",
-            get(move || {
-                let doc = openapi.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
+    let api = api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = openapi.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    );
+    // The API is bounded (timeout, in-flight cap); the operational endpoints
+    // are merged in afterwards, outside those bounds, so that probes and
+    // scrapes still answer while the API sheds load.
+    let limits = order_http::Limits {
+        request_timeout: args.request_timeout,
+        max_in_flight: args.max_in_flight,
+    };
+    let routes = order_http::bounded(api, &limits)
         .merge(order_http::operational_router(checks))
         .fallback(|| async {
             ApiError::not_found("route_not_found", "no such route; see /api/v1/openapi.json")

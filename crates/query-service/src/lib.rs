@@ -3,6 +3,9 @@
 //! Lookups, lists, search and stats come from the read model; an order's
 //! history and its state at a past version or time come from the event store
 //! itself (rebuilt with the domain's `evolve`), so they are always exact.
+//! Neither holds a whole stream in memory: the history is served in pages
+//! (`limit`, `after` → `nextAfter`) and a past state is folded from the events
+//! a chunk at a time.
 //! A request carrying `X-Consistency-Token` is answered only once the read
 //! model has applied every write the token covers (§4.3).
 
@@ -248,25 +251,87 @@ impl QueryService {
         Ok(axum::Json(page))
     }
 
-    /// The order's full history, checking the caller may read it.
-    async fn history(
+    /// Checks `caller` may read order `order_id`, whose first event is `first`
+    /// when the caller already read it (saves a query); 404 when there is no such order.
+    async fn authorise(
         &self,
         caller: &Principal,
         order_id: Uuid,
-    ) -> Result<Vec<(RecordedEvent, order_domain::Event)>, ApiError> {
-        let recorded = self.events.read_stream(order_id, 0, None).await?;
-        let mut history = Vec::with_capacity(recorded.len());
-        for r in recorded {
-            let event = r.decode().map_err(ApiError::internal)?;
-            history.push((r, event));
-        }
-        let current = history.iter().fold(None, |s, (_, e)| evolve(s, e));
-        match current {
+        first: Option<&RecordedEvent>,
+    ) -> Result<(), ApiError> {
+        let fetched;
+        let first = match first {
+            Some(r) if r.version == 1 => r,
+            _ => {
+                fetched = self.events.read_stream(order_id, 0, Some(1)).await?;
+                fetched.first().ok_or_else(not_found)?
+            }
+        };
+        // The customer is fixed at creation: version 1 alone says who owns the order.
+        match evolve(None, &domain_event(first)?) {
             None => Err(not_found()),
             Some(order) if !caller.may_read_for(&order.customer_id) => Err(forbidden_order()),
-            Some(_) => Ok(history),
+            Some(_) => Ok(()),
         }
     }
+}
+
+/// Where `/at` rebuilds the order to.
+#[derive(Clone, Copy, Debug)]
+enum Point {
+    Version(u64),
+    Time(DateTime<Utc>),
+}
+
+/// The order's state at `point` (`None`: it did not exist yet), folded from
+/// its events `chunk` at a time so that a long stream is never held in memory whole. A
+/// version past the end gives the current order. `check` sees the order
+/// as created (version 1) before anything else is done: an order the caller
+/// may not read is refused whatever the point.
+async fn state_at(
+    events: &dyn EventStore,
+    order_id: Uuid,
+    point: Point,
+    chunk: u64,
+    check: impl Fn(&Order) -> Result<(), ApiError>,
+) -> Result<Option<Order>, ApiError> {
+    let chunk = chunk.max(1);
+    let mut state: Option<Order> = None;
+    let mut after = 0u64;
+    loop {
+        let up_to = match point {
+            Point::Version(v) => v.min(after.saturating_add(chunk)),
+            Point::Time(_) => after.saturating_add(chunk),
+        };
+        if up_to <= after {
+            return Ok(state);
+        }
+        let batch = events.read_stream(order_id, after, Some(up_to)).await?;
+        if after == 0 {
+            let first = batch.first().ok_or_else(not_found)?;
+            evolve(None, &domain_event(first)?)
+                .as_ref()
+                .map_or_else(|| Err(not_found()), &check)?;
+        }
+        let complete = batch.len() as u64 == up_to - after;
+        for r in &batch {
+            if let Point::Time(t) = point
+                && r.occurred_at > t
+            {
+                return Ok(state);
+            }
+            state = evolve(state, &domain_event(r)?);
+            after = r.version;
+        }
+        if !complete {
+            return Ok(state);
+        }
+    }
+}
+
+/// A stored event as the domain's event, for `evolve` (upcast if stored in an older layout).
+fn domain_event(r: &RecordedEvent) -> Result<order_domain::Event, ApiError> {
+    r.decode().map_err(ApiError::internal)
 }
 
 fn not_found() -> ApiError {
@@ -412,28 +477,103 @@ pub struct HistoryEntry {
     data: serde_json::Value,
 }
 
+/// One page of an order's history.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct History {
     order_id: Uuid,
+    /// Oldest first: the events with a version greater than `after`, at most `limit` of them.
     events: Vec<HistoryEntry>,
+    /// Pass as `after` to get the next page; `null` when this page holds the latest event.
+    next_after: Option<u64>,
 }
 
-/// The order's event history, oldest first, straight from the event store.
+/// Events per history page when `limit` is not given.
+pub const DEFAULT_HISTORY_LIMIT: u64 = 100;
+/// The largest history page.
+pub const MAX_HISTORY_LIMIT: u64 = 1000;
+/// How many events `/at` reads from the store at a time while rebuilding.
+const REBUILD_CHUNK: u64 = 500;
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Events per page: 1–1000, default 100.
+    limit: Option<String>,
+    /// Only events with a version greater than this: 0 (the default) starts at the
+    /// first event; pass the previous page's `nextAfter` to continue.
+    after: Option<String>,
+}
+
+impl HistoryParams {
+    /// `(limit, after)`, validated.
+    fn parse(&self) -> Result<(u64, u64), ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_HISTORY_LIMIT,
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!(
+                            "limit must be an integer from 1 to {MAX_HISTORY_LIMIT}, got {text:?}"
+                        ),
+                    )
+                })?,
+        };
+        let after = match self.after.as_deref() {
+            None => 0,
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|n| i64::try_from(*n).is_ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!(
+                            "after must be a version (an integer from 0), such as the nextAfter of the previous page, got {text:?}"
+                        ),
+                    )
+                })?,
+        };
+        Ok((limit, after))
+    }
+}
+
+/// The order's event history, oldest first, straight from the event store, one
+/// page at a time: follow `nextAfter` until it is `null`.
 #[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "queries",
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = History), (status = 403), (status = 404)),
+    params(("id" = Uuid, Path), HistoryParams),
+    responses((status = 200, body = History), (status = 400, description = "Bad limit or after"), (status = 403), (status = 404)),
     security(("bearer" = []))
 )]
 async fn order_events(
     State(service): State<QueryService>,
     Caller(caller): Caller,
     OrderIdPath(id): OrderIdPath,
+    QueryParams(params): QueryParams<HistoryParams>,
 ) -> Result<axum::Json<History>, ApiError> {
-    let history = service.history(&caller, id).await?;
-    let events = history
+    let (limit, after) = params.parse()?;
+    // One event more than the page: whether it exists says if there is a next page.
+    let up_to = after.saturating_add(limit + 1).min(i64::MAX as u64);
+    let mut recorded = service.events.read_stream(id, after, Some(up_to)).await?;
+    service.authorise(&caller, id, recorded.first()).await?;
+    let more = recorded.len() as u64 > limit;
+    recorded.truncate(limit as usize);
+    let next_after = if more {
+        recorded.last().map(|r| r.version)
+    } else {
+        None
+    };
+    let events = recorded
         .into_iter()
-        .map(|(r, e)| HistoryEntry {
+        .map(|r| Ok((domain_event(&r)?, r)))
+        .collect::<Result<Vec<_>, ApiError>>()?
+        .into_iter()
+        .map(|(e, r)| HistoryEntry {
             event_id: r.event_id,
             event_type: r.event_type,
             version: r.version,
@@ -450,6 +590,7 @@ async fn order_events(
     Ok(axum::Json(History {
         order_id: id,
         events,
+        next_after,
     }))
 }
 
@@ -475,10 +616,6 @@ async fn order_at(
     OrderIdPath(id): OrderIdPath,
     QueryParams(params): QueryParams<AtParams>,
 ) -> Result<Response, ApiError> {
-    enum Point {
-        Version(u64),
-        Time(DateTime<Utc>),
-    }
     let point = match (params.version.as_deref(), params.time.as_deref()) {
         (Some(v), None) => {
             Point::Version(v.parse::<u64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
@@ -496,17 +633,16 @@ async fn order_at(
             ));
         }
     };
-    let history = service.history(&caller, id).await?;
-    let state: Option<Order> = history
-        .iter()
-        .take_while(|(r, _)| match point {
-            Point::Version(v) => r.version <= v,
-            Point::Time(t) => r.occurred_at <= t,
-        })
-        .fold(None, |s, (_, e)| evolve(s, e));
-    let reached = state.as_ref().map_or(0, |o| o.version);
+    let check = |order: &Order| {
+        if caller.may_read_for(&order.customer_id) {
+            Ok(())
+        } else {
+            Err(forbidden_order())
+        }
+    };
+    let state = state_at(service.events.as_ref(), id, point, REBUILD_CHUNK, check).await?;
     match (state, point) {
-        (Some(order), Point::Version(v)) if reached == v => Ok(with_etag(
+        (Some(order), Point::Version(v)) if order.version == v => Ok(with_etag(
             axum::Json(OrderView::from(&order)),
             order.version,
         )),
@@ -514,16 +650,211 @@ async fn order_at(
             axum::Json(OrderView::from(&order)),
             order.version,
         )),
-        (_, Point::Version(v)) => Err(ApiError::not_found(
+        // Short of `v`: the stream ended, so this is the current version.
+        (state, Point::Version(v)) => Err(ApiError::not_found(
             "version_not_found",
             format!(
                 "the order has no version {v}; it is at version {}",
-                history.len()
+                state.map_or(0, |o| o.version)
             ),
         )),
         (None, Point::Time(_)) => Err(ApiError::not_found(
             "version_not_found",
             "the order did not exist yet at that time",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use order_domain::{Currency, EventPayload, Line, replay};
+    use order_event_store::{
+        AppendRequest, Appended, Backlog, ConsistencyToken, LogBatch, LogCursor, Snapshot, StoreId,
+        StoredResponse,
+    };
+    use std::sync::Mutex;
+
+    /// One stream in memory; remembers the largest read it served.
+    struct OneStream {
+        id: Uuid,
+        events: Vec<RecordedEvent>,
+        largest_read: Mutex<usize>,
+    }
+
+    fn t(second: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + second, 0).unwrap()
+    }
+
+    fn line(sku: &str) -> Line {
+        Line {
+            sku: sku.into(),
+            product_name: format!("Product {sku}"),
+            quantity: 1,
+            unit_price: 250,
+        }
+    }
+
+    impl OneStream {
+        /// An order of `len` events: created, then B added and removed in turn,
+        /// event `v` occurring at `t(10 v)`.
+        fn new(len: u64) -> (OneStream, Vec<order_domain::Event>) {
+            let id = Uuid::new_v4();
+            let usd = Currency::parse("USD").unwrap();
+            let domain: Vec<order_domain::Event> = (1..=len)
+                .map(|v| order_domain::Event {
+                    payload: match v {
+                        1 => EventPayload::OrderCreated {
+                            order_id: id,
+                            customer_id: "alice".into(),
+                            currency: usd,
+                            lines: vec![line("A")],
+                        },
+                        v if v % 2 == 0 => EventPayload::ItemAdded {
+                            line: line("B"),
+                            currency: usd,
+                        },
+                        _ => EventPayload::ItemRemoved { sku: "B".into() },
+                    },
+                    occurred_at: t(10 * v as i64),
+                    actor: "alice".into(),
+                })
+                .collect();
+            let events = domain
+                .iter()
+                .zip(1..)
+                .map(|(e, v)| RecordedEvent {
+                    event_id: Uuid::new_v4(),
+                    stream_id: id,
+                    version: v,
+                    global_position: v as i64,
+                    event_type: e.payload.event_type().into(),
+                    schema_version: EventPayload::SCHEMA_VERSION,
+                    data: e.payload.data(),
+                    occurred_at: e.occurred_at,
+                    actor: e.actor.clone(),
+                    correlation_id: "test".into(),
+                    causation_id: Uuid::new_v4(),
+                    traceparent: None,
+                    idempotency_key: None,
+                })
+                .collect();
+            let store = OneStream {
+                id,
+                events,
+                largest_read: Mutex::new(0),
+            };
+            (store, domain)
+        }
+    }
+
+    #[async_trait]
+    impl EventStore for OneStream {
+        async fn read_stream(
+            &self,
+            stream_id: Uuid,
+            after: u64,
+            up_to: Option<u64>,
+        ) -> order_event_store::Result<Vec<RecordedEvent>> {
+            let read: Vec<RecordedEvent> = self
+                .events
+                .iter()
+                .filter(|e| e.stream_id == stream_id)
+                .filter(|e| e.version > after && up_to.is_none_or(|u| e.version <= u))
+                .cloned()
+                .collect();
+            let mut largest = self.largest_read.lock().unwrap();
+            *largest = (*largest).max(read.len());
+            Ok(read)
+        }
+        async fn append(&self, _: AppendRequest) -> order_event_store::Result<Appended> {
+            unimplemented!("read-only")
+        }
+        async fn read_log(&self, _: LogCursor, _: usize) -> order_event_store::Result<LogBatch> {
+            unimplemented!("not used by the query side")
+        }
+        async fn find_response(
+            &self,
+            _: &str,
+        ) -> order_event_store::Result<Option<StoredResponse>> {
+            Ok(None)
+        }
+        async fn load_snapshot(&self, _: Uuid) -> order_event_store::Result<Option<Snapshot>> {
+            Ok(None)
+        }
+        async fn save_snapshot(&self, _: &Snapshot) -> order_event_store::Result<()> {
+            Ok(())
+        }
+        async fn current_token(&self) -> order_event_store::Result<ConsistencyToken> {
+            Ok(ConsistencyToken(0))
+        }
+        async fn ping(&self) -> order_event_store::Result<()> {
+            Ok(())
+        }
+        async fn backlog(&self, _: LogCursor) -> order_event_store::Result<Backlog> {
+            unimplemented!("not used by the query side")
+        }
+        fn store_id(&self) -> StoreId {
+            StoreId(Uuid::nil())
+        }
+        fn kind(&self) -> &'static str {
+            "memory"
+        }
+    }
+
+    fn anyone(_: &Order) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn past_states_are_folded_a_chunk_at_a_time_and_equal_a_full_replay() {
+        const CHUNK: u64 = 7;
+        let (store, domain) = OneStream::new(45);
+        for v in 1..=45u64 {
+            let at = state_at(&store, store.id, Point::Version(v), CHUNK, anyone)
+                .await
+                .unwrap();
+            assert_eq!(at, replay(&domain[..v as usize]), "version {v}");
+            let at = state_at(
+                &store,
+                store.id,
+                Point::Time(t(10 * v as i64 + 5)),
+                CHUNK,
+                anyone,
+            )
+            .await
+            .unwrap();
+            assert_eq!(at, replay(&domain[..v as usize]), "just after version {v}");
+        }
+        let past_the_end = state_at(&store, store.id, Point::Version(1000), CHUNK, anyone)
+            .await
+            .unwrap();
+        assert_eq!(past_the_end.map(|o| o.version), Some(45));
+        let before = state_at(&store, store.id, Point::Time(t(0)), CHUNK, anyone)
+            .await
+            .unwrap();
+        assert_eq!(before, None, "nothing before the creation");
+        assert!(
+            *store.largest_read.lock().unwrap() <= CHUNK as usize,
+            "no read returned more than a chunk: {}",
+            store.largest_read.lock().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_caller_is_refused_whatever_the_point_and_unknown_orders_are_404() {
+        let (store, _) = OneStream::new(3);
+        let refuse = |_: &Order| Err(ApiError::forbidden("not yours"));
+        for point in [Point::Version(2), Point::Time(t(0)), Point::Time(t(100))] {
+            let e = state_at(&store, store.id, point, 2, refuse)
+                .await
+                .unwrap_err();
+            assert_eq!(e.status, StatusCode::FORBIDDEN, "{point:?}");
+        }
+        let e = state_at(&store, Uuid::new_v4(), Point::Version(1), 2, anyone)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "order_not_found");
     }
 }
