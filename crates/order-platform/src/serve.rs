@@ -165,7 +165,8 @@ fn app(
                     .build(),
             ),
         );
-    let openapi = Arc::new(openapi);
+    order_http::openapi::register(&mut openapi);
+    let openapi = Arc::new(order_http::openapi::to_json(&openapi));
 
     let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
         Arc::new(EventStoreCheck(events)),
