@@ -26,6 +26,11 @@ forbids is still sent and must still be refused.
   the *order's* currency has, which the request does not carry. The currency of
   every order created during the run is remembered, and a positive request's
   price is cut to it.
+- Amounts are 64-bit minor units: a price or an order total past
+  9223372036854775807 of them is 422, never wrapped (DESIGN.md §3.1). That bounds
+  a sum over lines, which JSON Schema cannot state; positive requests keep at
+  most 9 significant digits before the decimal point (100 lines of 10000 then
+  stay far below the limit).
 - Unknown headers: HTTP requires recipients to ignore header fields they do not
   recognise (RFC 9110 §5.1), so the "unexpected header" negative case cannot be
   refused by any server; that one failure is dropped.
@@ -82,6 +87,17 @@ def _distinct_skus(items) -> None:
         seen.add(sku)
 
 
+def _moderate(price):
+    """The price with at most 9 significant digits before the point."""
+    if not isinstance(price, str):
+        return price
+    whole, dot, fraction = price.partition(".")
+    significant = whole.lstrip("0")
+    if len(significant) <= 9:
+        return price
+    return significant[:9] + dot + fraction
+
+
 def _price_for(price: str, currency: str) -> str:
     exponent = EXPONENTS.get(currency, 2)
     whole, _, fraction = price.partition(".")
@@ -117,11 +133,16 @@ def before_call(context, case, **kwargs):
     if operation.method.upper() == "POST" and operation.path == "/api/v1/orders":
         if isinstance(body, dict) and isinstance(body.get("items"), list):
             _distinct_skus(body["items"])
+            for item in body["items"]:
+                if isinstance(item, dict) and "unitPrice" in item:
+                    item["unitPrice"] = _moderate(item["unitPrice"])
     if operation.method.upper() == "POST" and operation.path.endswith("/items"):
         order_id = str((case.path_parameters or {}).get("id", ""))
         currency = CURRENCIES.get(order_id)
-        if currency and isinstance(body, dict) and isinstance(body.get("unitPrice"), str):
-            body["unitPrice"] = _price_for(body["unitPrice"], currency)
+        if isinstance(body, dict) and isinstance(body.get("unitPrice"), str):
+            body["unitPrice"] = _moderate(body["unitPrice"])
+            if currency:
+                body["unitPrice"] = _price_for(body["unitPrice"], currency)
 
 
 @schemathesis.hook

@@ -25,10 +25,6 @@ use uuid::Uuid;
 pub const MAX_LINES: usize = 100;
 /// Largest quantity of one line.
 pub const MAX_QUANTITY: u32 = 10_000;
-/// Unit prices are below this many whole units of the order's currency. With at
-/// most [`MAX_LINES`] lines of [`MAX_QUANTITY`] each, no order total can then
-/// overflow, so a request the API documents as valid is never refused for size.
-pub const MAX_UNIT_PRICE: i64 = 1_000_000_000;
 
 /// Who issues a command, and when. Supplied by the adapter, never read from a clock here.
 #[derive(Clone, Debug)]

@@ -81,12 +81,6 @@ impl Currency {
         self.exponent
     }
 
-    /// `units` whole units of this currency in minor units (`minor_units(5)` is
-    /// 500 for USD), saturating at `i64::MAX`.
-    pub fn minor_units(&self, units: i64) -> i64 {
-        units.saturating_mul(10i64.pow(u32::from(self.exponent)))
-    }
-
     /// Parses a decimal string such as `"12.34"` into minor units.
     ///
     /// Refuses signs, exponents, blanks, more fraction digits than the currency
