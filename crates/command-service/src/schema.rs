@@ -157,12 +157,10 @@ macro_rules! schema {
 schema!(crate::routes::ItemBody, {
     let mut body = item(price(
         3,
-        &format!(
-            "Decimal string > 0 with no more fraction digits than the order's currency has \
-             (USD 2, JPY 0, KWD 3): the server answers 422 otherwise, since this body does not \
-             carry the currency. 422 too if the price or the order total would exceed \
-             9223372036854775807 minor units."
-        ),
+        "Decimal string > 0 with no more fraction digits than the order's currency has \
+         (USD 2, JPY 0, KWD 3): the server answers 422 otherwise, since this body does not \
+         carry the currency. 422 too if the price or the order total would exceed \
+         9223372036854775807 minor units.",
     ));
     body["description"] = json!(
         "One order line. Adding a SKU already in the order adds to its quantity when the \

@@ -20,8 +20,9 @@ use utoipa::{IntoResponses, PartialSchema, ToSchema};
 /// The media type of every error answer (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// A problem document: what every error answer of the API carries (DESIGN.md §4.4).
-/// The same type is serialised by [`crate::ApiError`], so the schema cannot drift.
+/// An RFC 9457 problem document: what every error answer of the API carries.
+// (Not in the schema's description: the same type is serialised by `ApiError`,
+// so the document and the answers cannot drift apart.)
 #[derive(serde::Serialize, ToSchema)]
 #[schema(title = "Problem")]
 pub struct Problem {
