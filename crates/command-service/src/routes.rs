@@ -13,8 +13,8 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use order_domain::{Command, LineInput, validate_line};
 use order_http::openapi::{
-    BadRequest, Conflict, Forbidden, IdempotencyKey, IfMatch, OrderIdParam, OrderNotFound,
-    PayloadTooLarge, PreconditionFailed, Unauthorized, Unavailable, Unprocessable,
+    BadRequest, Conflict, Forbidden, IdempotencyKey, IfMatch, InternalError, OrderIdParam,
+    OrderNotFound, PayloadTooLarge, PreconditionFailed, Unauthorized, Unavailable, Unprocessable,
     UnsupportedMediaType,
 };
 use order_http::{
@@ -185,7 +185,7 @@ fn change(
         BadRequest, Unauthorized,
         (status = 403, description = "Analysts may not command; customers may only create orders whose customerId is their own subject", body = order_http::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "An order with this orderId exists (whoever owns it; nothing else is said about it)", body = order_http::openapi::Problem, content_type = "application/problem+json"),
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError,
     ),
     security(("bearer" = []))
 )]
@@ -245,7 +245,7 @@ async fn create_order(
                 ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
             )),
         BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable),
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn add_item(
@@ -277,7 +277,7 @@ async fn add_item(
         (status = 404, description = "No such order (or one the caller may not see, answered identically), or no line with that SKU", body = order_http::openapi::Problem, content_type = "application/problem+json"),
         Conflict, PreconditionFailed,
         (status = 422, description = "The Idempotency-Key was used with another request", body = order_http::openapi::Problem, content_type = "application/problem+json"),
-        Unavailable),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn remove_item(
@@ -309,7 +309,7 @@ async fn remove_item(
                 ("ShipOrder" = (operation_id = "ship_order", parameters(("id" = "$response.body#/orderId")))),
             )),
         BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable),
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn approve_order(
@@ -340,7 +340,7 @@ async fn approve_order(
                 ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
             )),
         BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable),
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn reject_order(
@@ -369,7 +369,7 @@ async fn reject_order(
                 ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
             )),
         BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable),
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn ship_order(
@@ -399,7 +399,7 @@ async fn ship_order(
                 ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
             )),
         BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
-        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable),
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn cancel_order(

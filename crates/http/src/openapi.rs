@@ -146,6 +146,12 @@ problem_response!(
     "Well-formed but invalid: `errors` lists each field (`validation_failed`), or the Idempotency-Key was used with another request (`idempotency_key_reused`)"
 );
 problem_response!(
+    /// 500 on every route: documented because it can happen, never for a client's
+    /// mistake (DESIGN.md §4.4); `dev/api_fuzz` fails on any 5xx.
+    InternalError, 500,
+    "A bug or corrupt stored data, never a client mistake: the cause is logged, not returned"
+);
+problem_response!(
     /// 503 on every route that reaches a store.
     Unavailable, 503,
     "A dependency is unavailable, or (queries with X-Consistency-Token) the read model did not catch up in time",

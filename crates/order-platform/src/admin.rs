@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use order_auth::Role;
-use order_http::openapi::{Unauthorized, Unavailable};
+use order_http::openapi::{InternalError, Unauthorized, Unavailable};
 use order_http::{ApiError, Caller};
 use order_read_model::Projector;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub struct RebuildStarted {
         (status = 202, description = "The read model was reset; the projector is replaying the log", body = RebuildStarted),
         Unauthorized,
         (status = 403, description = "Admins only", body = order_http::openapi::Problem, content_type = "application/problem+json"),
-        Unavailable,
+        Unavailable, InternalError,
     ),
     security(("bearer" = []))
 )]

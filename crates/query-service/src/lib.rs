@@ -15,8 +15,8 @@ use order_auth::Principal;
 use order_domain::{Order, OrderStatus, evolve};
 use order_event_store::{ConsistencyToken, EventStore, RecordedEvent, StoreError};
 use order_http::openapi::{
-    BadRequest, Consistency, Forbidden, OrderIdParam, OrderNotFound, Unauthorized, Unavailable,
-    parameter,
+    BadRequest, Consistency, Forbidden, InternalError, OrderIdParam, OrderNotFound, Unauthorized,
+    Unavailable, parameter,
 };
 use order_http::{
     ApiError, CONSISTENCY_TIMEOUT_MS, CONSISTENCY_TOKEN, Caller, OrderIdPath, QueryParams,
@@ -402,7 +402,7 @@ fn with_etag(body: impl IntoResponse, version: u64) -> Response {
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "queries",
     params(OrderIdParam, Consistency),
     responses((status = 200, body = OrderView, headers(("ETag" = String, description = "The order's version, e.g. `\"3\"`"))),
-        BadRequest, Unauthorized, Forbidden, OrderNotFound, Unavailable),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn get_order(
@@ -431,7 +431,7 @@ async fn get_order(
     responses((status = 200, body = Page),
         BadRequest, Unauthorized,
         (status = 403, description = "The caller's roles read no orders, or a customer named another customerId", body = order_http::openapi::Problem, content_type = "application/problem+json"),
-        Unavailable),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn list_orders(
@@ -456,7 +456,7 @@ async fn list_orders(
     responses((status = 200, body = Page),
         BadRequest, Unauthorized,
         (status = 403, description = "The caller's roles read no orders, or a customer named another customerId", body = order_http::openapi::Problem, content_type = "application/problem+json"),
-        Unavailable),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn search_orders(
@@ -485,7 +485,7 @@ async fn search_orders(
     responses((status = 200, body = Stats),
         BadRequest, Unauthorized,
         (status = 403, description = "Only analysts, ops and admins read stats", body = order_http::openapi::Problem, content_type = "application/problem+json"),
-        Unavailable),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn order_stats(
@@ -542,7 +542,7 @@ pub struct History {
 #[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "queries",
     params(OrderIdParam),
     responses((status = 200, body = History),
-        BadRequest, Unauthorized, Forbidden, OrderNotFound, Unavailable),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn order_events(
@@ -609,7 +609,7 @@ impl IntoParams for AtQuery {
     responses((status = 200, body = OrderView, headers(("ETag" = String, description = "The order's version, e.g. `\"3\"`"))),
         BadRequest, Unauthorized, Forbidden,
         (status = 404, description = "No such order (or one the caller may not see, answered identically), or it had no such version, or did not exist yet at that time", body = order_http::openapi::Problem, content_type = "application/problem+json"),
-        Unavailable),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn order_at(
