@@ -184,7 +184,7 @@ fn change(
         ),
         BadRequest, Unauthorized,
         (status = 403, description = "Analysts may not command; customers may only create orders whose customerId is their own subject", body = order_http::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "An order with this orderId exists (whoever owns it; nothing else is said about it)", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An order with this orderId exists (whoever owns it, whatever If-Match says; nothing else is said about it)", body = order_http::openapi::Problem, content_type = "application/problem+json"),
         PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError,
     ),
     security(("bearer" = []))
