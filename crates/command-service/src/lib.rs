@@ -8,6 +8,7 @@
 //! the new state (a few times), so no update is ever lost.
 
 mod routes;
+mod schema;
 
 pub use routes::router;
 
@@ -156,14 +157,24 @@ impl CommandService {
         key: Option<&str>,
     ) -> Result<Response, ApiError> {
         authorize_role(caller, intent)?;
+        // `If-Match` conditions a change on the order's version. A create has no
+        // version to match: an existing id is a 409 whatever the header says, and
+        // the answer must not reveal that order's version (DESIGN.md §4.5).
+        let expected = match intent {
+            Intent::Create(_) => None,
+            Intent::Change { .. } => expected,
+        };
         for _ in 0..MAX_ATTEMPTS {
-            let state = self.load(order_id).await?;
-            if let (Intent::Change { .. }, Some(order)) = (intent, &state)
-                && !caller.may_command_for(&order.customer_id)
+            let mut state = self.load(order_id).await?;
+            // Another customer's order is answered exactly as an unknown one
+            // (DESIGN.md §4.5): checked before `If-Match`, so not even the
+            // version leaks.
+            if let Intent::Change { .. } = intent
+                && state
+                    .as_ref()
+                    .is_some_and(|order| !caller.may_command_for(&order.customer_id))
             {
-                return Err(ApiError::forbidden(
-                    "this order belongs to another customer",
-                ));
+                state = None;
             }
             if let (Some(expected), Some(order)) = (expected, &state)
                 && order.version != expected
@@ -369,16 +380,24 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     Ok(Some(key))
 }
 
-/// `If-Match: "<version>"` (a weak `W/` prefix is tolerated).
+/// `If-Match: "<version>"`: one to 19 digits in quotes, a weak `W/` prefix
+/// tolerated; exactly [`order_http::openapi::IF_MATCH_PATTERN`]. An empty value
+/// is an empty list of entity tags (RFC 9110 §5.6.1): no condition.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
+    if value.as_bytes().iter().all(|b| *b == b' ' || *b == b'\t') {
+        return Ok(None);
+    }
     value
         .to_str()
         .ok()
-        .map(|v| v.trim().trim_start_matches("W/"))
-        .and_then(|v| v.strip_prefix('"')?.strip_suffix('"')?.parse::<u64>().ok())
+        .map(|v| v.trim_matches([' ', '\t']))
+        .map(|v| v.strip_prefix("W/").unwrap_or(v))
+        .and_then(|v| v.strip_prefix('"')?.strip_suffix('"'))
+        .filter(|digits| (1..=19).contains(&digits.len()))
+        .and_then(order_http::parse_digits)
         .map(Some)
         .ok_or_else(|| {
             ApiError::bad_request(

@@ -2,20 +2,27 @@
 //!
 //! Bodies are read as JSON values first (malformed JSON → 400), then typed
 //! (wrong JSON types → 400), then validated by the domain (missing or invalid
-//! values → 422 with every field error).
+//! values → 422 with every field error). Unknown fields are wrong shapes (400).
+//!
+//! Each handler's `#[utoipa::path]` lists every status it can answer; the
+//! request body schemas are in `schema.rs`, as strict as the server.
 
 use crate::{ChangeKind, CommandService, Fingerprint, Intent};
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::Response;
 use order_domain::{Command, LineInput, validate_line};
+use order_http::openapi::{
+    BadRequest, Conflict, Forbidden, IdempotencyKey, IfMatch, InternalError, OrderIdParam,
+    OrderNotFound, PayloadTooLarge, PreconditionFailed, Unauthorized, Unavailable, Unprocessable,
+    UnsupportedMediaType,
+};
 use order_http::{
     ApiError, Caller, JsonBody, OptionalJsonBody, OrderIdPath, PathParams, path_segment,
 };
 use order_read_model::OrderView;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -33,22 +40,35 @@ pub fn router(service: CommandService) -> OpenApiRouter {
         .with_state(service)
 }
 
-/// One order line as sent by clients.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// One order line as sent by clients. Its schema is in `schema.rs`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ItemBody {
-    /// 1–64 characters, unique within the order.
-    #[schema(example = "SKU-1")]
     sku: Option<String>,
-    /// 1–200 characters.
-    #[schema(example = "Blue mug")]
     product_name: Option<String>,
-    /// 1–10 000.
-    #[schema(example = 2)]
-    quantity: Option<i64>,
-    /// Decimal string in the order's currency, > 0, no more fraction digits than it has.
-    #[schema(example = "12.50")]
+    quantity: Option<Quantity>,
     unit_price: Option<String>,
+}
+
+/// A quantity as JSON Schema's `integer` means it: `2` and `2.0` alike.
+/// Anything else (a fraction, a string) is a wrong type: 400.
+struct Quantity(i64);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Quantity, D::Error> {
+        let number = serde_json::Number::deserialize(d)?;
+        if let Some(n) = number.as_i64() {
+            return Ok(Quantity(n));
+        }
+        match number.as_f64() {
+            // Integral and within i64: the cast is exact. Out-of-range values
+            // saturate, and validation then refuses them as out of 1..=10000.
+            Some(f) if f.fract() == 0.0 => Ok(Quantity(f as i64)),
+            _ => Err(serde::de::Error::custom(format!(
+                "invalid type: {number}, expected an integer"
+            ))),
+        }
+    }
 }
 
 impl From<ItemBody> for LineInput {
@@ -56,33 +76,39 @@ impl From<ItemBody> for LineInput {
         LineInput {
             sku: b.sku,
             product_name: b.product_name,
-            quantity: b.quantity,
+            quantity: b.quantity.map(|q| q.0),
             unit_price: b.unit_price,
         }
     }
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// The body of `POST /orders`. Its schema is in `schema.rs`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateOrderBody {
-    /// The owning customer; customers may only use their own subject.
     customer_id: Option<String>,
-    /// ISO 4217 code known to the platform.
-    #[schema(example = "USD")]
     currency: Option<String>,
-    /// 1 to 100 lines with distinct SKUs.
     items: Option<Vec<ItemBody>>,
-    /// Optional client-chosen id; generated when absent.
     order_id: Option<Uuid>,
 }
 
-#[derive(Deserialize, ToSchema, Default)]
+/// The optional body of approve and cancel.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct ReasonBody {
     reason: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+/// The body of reject.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    reason: Option<String>,
+}
+
+/// The body of ship.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShipBody {
     tracking_number: Option<String>,
     carrier: Option<String>,
@@ -130,18 +156,36 @@ fn change(
 }
 
 /// Create an order.
+///
+/// The `201` answer links to every route that takes the new order's id.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "commands",
-    request_body = CreateOrderBody,
-    params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and request return the first response."),
-    ),
+    request_body(content = CreateOrderBody, content_type = "application/json"),
+    params(IdempotencyKey),
     responses(
-        (status = 201, description = "Created; `Location`, `ETag` and `X-Consistency-Token` headers", body = OrderView),
-        (status = 400, description = "Malformed JSON or wrong types"),
-        (status = 401, description = "Missing or invalid token"),
-        (status = 403, description = "Not allowed"),
-        (status = 409, description = "An order with this id exists"),
-        (status = 422, description = "Invalid fields, or idempotency key reused"),
+        (status = 201, description = "Created: the order as the write side now knows it. A repeat with the same Idempotency-Key and request answers the same.",
+            body = OrderView,
+            headers(
+                ("Location" = String, description = "`/api/v1/orders/{orderId}`"),
+                ("ETag" = String, description = "The order's version, e.g. `\"1\"`"),
+                ("X-Consistency-Token" = String, description = "Send it with a query to read this write (read-your-writes)"),
+                ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
+            ),
+            links(
+                ("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/orderId")))),
+                ("GetOrderEvents" = (operation_id = "order_events", parameters(("id" = "$response.body#/orderId")))),
+                ("GetOrderAtVersion" = (operation_id = "order_at", parameters(("id" = "$response.body#/orderId"), ("version" = "$response.body#/version")))),
+                ("AddItem" = (operation_id = "add_item", parameters(("id" = "$response.body#/orderId")))),
+                ("RemoveItem" = (operation_id = "remove_item", parameters(("id" = "$response.body#/orderId"), ("sku" = "$response.body#/items/0/sku")))),
+                ("ApproveOrder" = (operation_id = "approve_order", parameters(("id" = "$response.body#/orderId")))),
+                ("RejectOrder" = (operation_id = "reject_order", parameters(("id" = "$response.body#/orderId")))),
+                ("ShipOrder" = (operation_id = "ship_order", parameters(("id" = "$response.body#/orderId")))),
+                ("CancelOrder" = (operation_id = "cancel_order", parameters(("id" = "$response.body#/orderId")))),
+            ),
+        ),
+        BadRequest, Unauthorized,
+        (status = 403, description = "Analysts may not command; customers may only create orders whose customerId is their own subject", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An order with this orderId exists (whoever owns it, whatever If-Match says; nothing else is said about it)", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError,
     ),
     security(("bearer" = []))
 )]
@@ -192,11 +236,16 @@ async fn create_order(
 
 /// Add an item (merges into an existing line of the same SKU, name and price).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/items", tag = "commands",
-    request_body = ItemBody,
-    params(("id" = Uuid, Path, description = "Order id"),
-        ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"3\""),
-        ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderView), (status = 404), (status = 409), (status = 412), (status = 422)),
+    request_body(content = ItemBody, content_type = "application/json"),
+    params(OrderIdParam, IfMatch, IdempotencyKey),
+    responses((status = 200, description = "The order as the write side now knows it. A repeat with the same Idempotency-Key and request answers the same.", body = OrderView,
+            headers(
+                ("ETag" = String, description = "The order's new version, e.g. `\"2\"`"),
+                ("X-Consistency-Token" = String, description = "Send it with a query to read this write"),
+                ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
+            )),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn add_item(
@@ -216,9 +265,19 @@ async fn add_item(
 
 /// Remove the line of a SKU. The last line cannot be removed.
 #[utoipa::path(delete, path = "/api/v1/orders/{id}/items/{sku}", tag = "commands",
-    params(("id" = Uuid, Path), ("sku" = String, Path),
-        ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderView), (status = 404, description = "Unknown order or SKU"), (status = 409), (status = 412)),
+    params(OrderIdParam, ("sku" = String, Path, description = "The SKU of the line to remove"),
+        IfMatch, IdempotencyKey),
+    responses((status = 200, description = "The order as the write side now knows it. A repeat with the same Idempotency-Key and request answers the same.", body = OrderView,
+            headers(
+                ("ETag" = String, description = "The order's new version, e.g. `\"2\"`"),
+                ("X-Consistency-Token" = String, description = "Send it with a query to read this write"),
+                ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
+            )),
+        BadRequest, Unauthorized, Forbidden,
+        (status = 404, description = "No such order (or one the caller may not see, answered identically), or no line with that SKU", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        Conflict, PreconditionFailed,
+        (status = 422, description = "The Idempotency-Key was used with another request", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn remove_item(
@@ -238,9 +297,19 @@ async fn remove_item(
 
 /// Approve an order (ops, admin).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/approve", tag = "commands",
-    request_body(content = ReasonBody, description = "Optional; may be empty"),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderView), (status = 403), (status = 404), (status = 409), (status = 412)),
+    request_body(content = ReasonBody, content_type = "application/json", description = "Optional: may be empty"),
+    params(OrderIdParam, IfMatch, IdempotencyKey),
+    responses((status = 200, description = "The order as the write side now knows it. A repeat with the same Idempotency-Key and request answers the same.", body = OrderView,
+            headers(
+                ("ETag" = String, description = "The order's new version, e.g. `\"2\"`"),
+                ("X-Consistency-Token" = String, description = "Send it with a query to read this write"),
+                ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
+            ),
+            links(
+                ("ShipOrder" = (operation_id = "ship_order", parameters(("id" = "$response.body#/orderId")))),
+            )),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn approve_order(
@@ -262,9 +331,16 @@ async fn approve_order(
 
 /// Reject an order with a reason (ops, admin).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/reject", tag = "commands",
-    request_body = ReasonBody,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderView), (status = 403), (status = 404), (status = 409), (status = 412), (status = 422)),
+    request_body(content = RejectBody, content_type = "application/json"),
+    params(OrderIdParam, IfMatch, IdempotencyKey),
+    responses((status = 200, description = "The order as the write side now knows it. A repeat with the same Idempotency-Key and request answers the same.", body = OrderView,
+            headers(
+                ("ETag" = String, description = "The order's new version, e.g. `\"2\"`"),
+                ("X-Consistency-Token" = String, description = "Send it with a query to read this write"),
+                ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
+            )),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn reject_order(
@@ -274,7 +350,7 @@ async fn reject_order(
     parts: Parts,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let dto: ReasonBody = typed(&body)?;
+    let dto: RejectBody = typed(&body)?;
     let command = Command::reject(dto.reason.as_deref()).map_err(ApiError::validation)?;
     let intent = change("RejectOrder", ChangeKind::StaffOnly, move |_| {
         Ok(command.clone())
@@ -284,9 +360,16 @@ async fn reject_order(
 
 /// Ship an approved order (ops, admin).
 #[utoipa::path(post, path = "/api/v1/orders/{id}/ship", tag = "commands",
-    request_body = ShipBody,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderView), (status = 403), (status = 404), (status = 409), (status = 412), (status = 422)),
+    request_body(content = ShipBody, content_type = "application/json"),
+    params(OrderIdParam, IfMatch, IdempotencyKey),
+    responses((status = 200, description = "The order as the write side now knows it. A repeat with the same Idempotency-Key and request answers the same.", body = OrderView,
+            headers(
+                ("ETag" = String, description = "The order's new version, e.g. `\"2\"`"),
+                ("X-Consistency-Token" = String, description = "Send it with a query to read this write"),
+                ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
+            )),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn ship_order(
@@ -307,9 +390,16 @@ async fn ship_order(
 
 /// Cancel an order that is not shipped, rejected or canceled.
 #[utoipa::path(post, path = "/api/v1/orders/{id}/cancel", tag = "commands",
-    request_body(content = ReasonBody, description = "Optional; may be empty"),
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = OrderView), (status = 403), (status = 404), (status = 409), (status = 412)),
+    request_body(content = ReasonBody, content_type = "application/json", description = "Optional: may be empty"),
+    params(OrderIdParam, IfMatch, IdempotencyKey),
+    responses((status = 200, description = "The order as the write side now knows it. A repeat with the same Idempotency-Key and request answers the same.", body = OrderView,
+            headers(
+                ("ETag" = String, description = "The order's new version, e.g. `\"2\"`"),
+                ("X-Consistency-Token" = String, description = "Send it with a query to read this write"),
+                ("Idempotency-Replayed" = String, description = "`true` when this is the stored answer to an earlier identical request"),
+            )),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Conflict, PreconditionFailed,
+        PayloadTooLarge, UnsupportedMediaType, Unprocessable, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn cancel_order(

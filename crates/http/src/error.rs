@@ -1,10 +1,10 @@
 //! Problem details (RFC 9457) for every error the API returns.
 
+use crate::openapi::{FieldProblem, PROBLEM_JSON, Problem};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use order_domain::{DomainError, FieldError};
 use order_event_store::StoreError;
-use serde::Serialize;
 
 /// An error answer: status, stable `code`, human `detail`, optional field errors and headers.
 #[derive(Debug, Clone)]
@@ -14,18 +14,6 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
-}
-
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    code: &'a str,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    errors: &'a [FieldError],
 }
 
 impl ApiError {
@@ -130,22 +118,29 @@ impl From<DomainError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let title = self.status.canonical_reason().unwrap_or("Error");
         let problem = Problem {
             kind: format!("urn:order-platform:problem:{}", self.code),
-            title,
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
             status: self.status.as_u16(),
-            detail: &self.detail,
-            code: self.code,
-            errors: &self.errors,
+            detail: self.detail,
+            code: self.code.to_string(),
+            errors: self
+                .errors
+                .into_iter()
+                .map(|e| FieldProblem {
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         for (name, value) in self.headers {
             headers.insert(name, value);
         }

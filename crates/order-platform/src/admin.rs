@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use order_auth::Role;
+use order_http::openapi::{InternalError, Unauthorized, Unavailable};
 use order_http::{ApiError, Caller};
 use order_read_model::Projector;
 use std::sync::Arc;
@@ -15,19 +16,29 @@ pub fn router(projector: Arc<Projector>) -> OpenApiRouter {
         .with_state(projector)
 }
 
+/// The answer to a rebuild request.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RebuildStarted {
+    /// Always `rebuilding`.
+    #[schema(example = "rebuilding")]
+    status: String,
+}
+
 /// Rebuild the read model from the event store. Queries see it empty and
 /// filling again until the projector has caught up; commands are unaffected.
 #[utoipa::path(post, path = "/api/v1/admin/projections/rebuild", tag = "admin",
     responses(
-        (status = 202, description = "The read model was reset; the projector is replaying the log"),
-        (status = 401), (status = 403, description = "Admins only"),
+        (status = 202, description = "The read model was reset; the projector is replaying the log", body = RebuildStarted),
+        Unauthorized,
+        (status = 403, description = "Admins only", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        Unavailable, InternalError,
     ),
     security(("bearer" = []))
 )]
 async fn rebuild_projection(
     State(projector): State<Arc<Projector>>,
     Caller(caller): Caller,
-) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, axum::Json<RebuildStarted>), ApiError> {
     if !caller.has(Role::Admin) {
         return Err(ApiError::forbidden("only admins may rebuild projections"));
     }
@@ -35,6 +46,8 @@ async fn rebuild_projection(
     tracing::warn!(actor = %caller.subject, "read model rebuild started");
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(serde_json::json!({"status": "rebuilding"})),
+        axum::Json(RebuildStarted {
+            status: "rebuilding".into(),
+        }),
     ))
 }

@@ -233,7 +233,8 @@ fn app(
                     .build(),
             ),
         );
-    let openapi = Arc::new(openapi);
+    order_http::openapi::register(&mut openapi);
+    let openapi = Arc::new(order_http::openapi::to_json(&openapi));
 
     let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
         Arc::new(EventStoreCheck(events)),
@@ -280,6 +281,9 @@ impl ReadinessCheck for EventStoreCheck {
     }
     async fn check(&self) -> Result<(), String> {
         self.0.ping().await.map_err(|e| e.to_string())
+    }
+    async fn detail(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({"kind": self.0.kind(), "storeId": self.0.store_id()}))
     }
 }
 

@@ -17,8 +17,13 @@ use chrono::{DateTime, Utc};
 use order_auth::Principal;
 use order_domain::{Order, OrderStatus, evolve};
 use order_event_store::{ConsistencyToken, EventStore, RecordedEvent, TokenError};
+use order_http::openapi::{
+    BadRequest, Consistency, Forbidden, InternalError, OrderIdParam, OrderNotFound, Unauthorized,
+    Unavailable, parameter,
+};
 use order_http::{
     ApiError, CONSISTENCY_TIMEOUT_MS, CONSISTENCY_TOKEN, Caller, OrderIdPath, QueryParams,
+    parse_digits,
 };
 use order_read_model::{
     OrderFilter, OrderView, Page, PageRequest, Projector, ReadError, ReadStore, SortOrder, Stats,
@@ -26,15 +31,18 @@ use order_read_model::{
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+/// Longest search text, in characters.
+const MAX_SEARCH_CHARS: usize = 200;
 /// How long a query waits for its consistency token when the client does not say.
 const DEFAULT_WAIT: Duration = Duration::from_millis(5000);
 /// The longest wait a client may ask for.
-const MAX_WAIT_MS: u64 = 30_000;
+const MAX_WAIT_MS: u64 = order_http::MAX_CONSISTENCY_WAIT_MS;
 
 /// Reports whether the read model has applied everything a token covers.
 #[async_trait]
@@ -70,27 +78,110 @@ pub fn router(service: QueryService) -> OpenApiRouter {
         .with_state(service)
 }
 
-/// Filters shared by list, search and stats.
-#[derive(Deserialize, IntoParams, Default)]
+/// The query of list, search and stats, as read. Each route accepts only some of
+/// these (the others are 400); what each documents is [`ListQuery`],
+/// [`SearchQuery`] and [`StatsQuery`].
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only this customer's orders (customers always see only their own).
     customer_id: Option<String>,
-    /// CREATED, APPROVED, REJECTED, SHIPPED or CANCELED.
     status: Option<String>,
-    /// RFC 3339; orders created at or after.
     created_from: Option<String>,
-    /// RFC 3339; orders created before.
     created_to: Option<String>,
-    /// `createdAt:desc` (default) or `createdAt:asc`.
     sort: Option<String>,
-    /// 1–200, default 50.
     limit: Option<String>,
-    /// `nextCursor` of the previous page.
     cursor: Option<String>,
-    /// Full-text query (search only): product names, SKUs, order or customer id.
     q: Option<String>,
+}
+
+fn query(name: &str, required: bool, description: &str, schema: serde_json::Value) -> Parameter {
+    parameter(name, ParameterIn::Query, required, description, schema)
+}
+
+/// The filters of list, search and stats.
+fn filters() -> Vec<Parameter> {
+    let time = serde_json::json!({"type": "string", "format": "date-time"});
+    vec![
+        query(
+            "customerId",
+            false,
+            "Only this customer's orders (a customer may name only itself; it sees only its own anyway)",
+            serde_json::json!({"type": "string"}),
+        ),
+        query(
+            "status",
+            false,
+            "Only orders in this status",
+            serde_json::json!({"type": "string", "enum": ["CREATED", "APPROVED", "REJECTED", "SHIPPED", "CANCELED"]}),
+        ),
+        query(
+            "createdFrom",
+            false,
+            "RFC 3339: orders created at or after",
+            time.clone(),
+        ),
+        query("createdTo", false, "RFC 3339: orders created before", time),
+    ]
+}
+
+/// Sorting and keyset pagination of list and search.
+fn paging() -> Vec<Parameter> {
+    vec![
+        query(
+            "sort",
+            false,
+            "Default `createdAt:desc`",
+            serde_json::json!({"type": "string", "enum": ["createdAt:desc", "createdAt:asc"]}),
+        ),
+        query(
+            "limit",
+            false,
+            "Page size, default 50",
+            serde_json::json!({"type": "integer", "minimum": 1, "maximum": 200}),
+        ),
+        query(
+            "cursor",
+            false,
+            "The `nextCursor` of the previous page, for the same sort; opaque (anything else is 400)",
+            serde_json::json!({"type": "string"}),
+        ),
+    ]
+}
+
+/// The query of `GET /orders`.
+pub struct ListQuery;
+impl IntoParams for ListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        [filters(), paging()].concat()
+    }
+}
+
+/// The query of `GET /orders/search`.
+pub struct SearchQuery;
+impl IntoParams for SearchQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = vec![query(
+            "q",
+            true,
+            "Words to find (prefixes of words of product names and SKUs, all required), or an exact order or customer id",
+            serde_json::json!({
+                "type": "string", "minLength": 1, "maxLength": MAX_SEARCH_CHARS,
+                // Not only white space (what `str::trim` removes).
+                "pattern": r"[^\t\n\u000b\u000c\r\u0085 \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+            }),
+        )];
+        params.extend(filters());
+        params.extend(paging());
+        params
+    }
+}
+
+/// The query of `GET /orders/stats`.
+pub struct StatsQuery;
+impl IntoParams for StatsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        filters()
+    }
 }
 
 fn parse_time(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
@@ -193,8 +284,24 @@ fn read_error(e: ReadError) -> ApiError {
 
 impl QueryService {
     /// Waits until the read model covers the request's consistency token, if any.
+    /// Both headers are checked whenever they are sent.
     async fn await_consistency(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let Some(token) = headers.get(CONSISTENCY_TOKEN) else {
+        let timeout = match headers.get(CONSISTENCY_TIMEOUT_MS) {
+            None => DEFAULT_WAIT,
+            Some(v) => match v.to_str().ok().and_then(parse_digits) {
+                Some(ms) if ms <= MAX_WAIT_MS => Duration::from_millis(ms),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "invalid_consistency_timeout",
+                        format!(
+                            "X-Consistency-Timeout-Ms must be an integer from 0 to {MAX_WAIT_MS}"
+                        ),
+                    ));
+                }
+            },
+        };
+        // An empty header is no condition, as for If-Match (`curl -H 'X-Consistency-Token;'`).
+        let Some(token) = headers.get(CONSISTENCY_TOKEN).filter(|t| !t.is_empty()) else {
             return Ok(());
         };
         let token = token
@@ -212,20 +319,6 @@ impl QueryService {
                      service reads; use a token returned by a command of this deployment",
                 ),
             })?;
-        let timeout = match headers.get(CONSISTENCY_TIMEOUT_MS) {
-            None => DEFAULT_WAIT,
-            Some(v) => match v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-                Some(ms) if ms <= MAX_WAIT_MS => Duration::from_millis(ms),
-                _ => {
-                    return Err(ApiError::bad_request(
-                        "invalid_consistency_timeout",
-                        format!(
-                            "X-Consistency-Timeout-Ms must be an integer from 0 to {MAX_WAIT_MS}"
-                        ),
-                    ));
-                }
-            },
-        };
         if self.freshness.wait_for(token, timeout).await {
             Ok(())
         } else {
@@ -259,6 +352,7 @@ impl QueryService {
         order_id: Uuid,
         first: Option<&RecordedEvent>,
     ) -> Result<(), ApiError> {
+        may_read_orders(caller)?;
         let fetched;
         let first = match first {
             Some(r) if r.version == 1 => r,
@@ -268,10 +362,10 @@ impl QueryService {
             }
         };
         // The customer is fixed at creation: version 1 alone says who owns the order.
+        // Another customer's order is answered exactly as an unknown one (§4.5).
         match evolve(None, &domain_event(first)?) {
-            None => Err(not_found()),
-            Some(order) if !caller.may_read_for(&order.customer_id) => Err(forbidden_order()),
-            Some(_) => Ok(()),
+            Some(order) if caller.may_read_for(&order.customer_id) => Ok(()),
+            _ => Err(not_found()),
         }
     }
 }
@@ -338,8 +432,15 @@ fn not_found() -> ApiError {
     ApiError::not_found("order_not_found", "the order does not exist")
 }
 
-fn forbidden_order() -> ApiError {
-    ApiError::forbidden("this order belongs to another customer")
+/// Refuses callers whose roles read no order at all (403: it depends on no order).
+fn may_read_orders(caller: &Principal) -> Result<(), ApiError> {
+    if caller.may_read_any_order() || caller.has(order_auth::Role::Customer) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "your roles do not allow reading orders",
+        ))
+    }
 }
 
 fn with_etag(body: impl IntoResponse, version: u64) -> Response {
@@ -352,9 +453,9 @@ fn with_etag(body: impl IntoResponse, version: u64) -> Response {
 
 /// Get an order from the read model.
 #[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "queries",
-    params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "Wait until this write is visible"),
-        ("X-Consistency-Timeout-Ms" = Option<u64>, Header, description = "Longest wait, default 5000, max 30000")),
-    responses((status = 200, body = OrderView), (status = 403), (status = 404), (status = 503, description = "Consistency wait timed out")),
+    params(OrderIdParam, Consistency),
+    responses((status = 200, body = OrderView, headers(("ETag" = String, description = "The order's version, e.g. `\"3\"`"))),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn get_order(
@@ -363,29 +464,27 @@ async fn get_order(
     OrderIdPath(id): OrderIdPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if !caller.may_read_any_order() && !caller.has(order_auth::Role::Customer) {
-        return Err(ApiError::forbidden(
-            "your roles do not allow reading orders",
-        ));
-    }
+    may_read_orders(&caller)?;
     service.await_consistency(&headers).await?;
+    // Another customer's order is answered exactly as an unknown one (§4.5).
     let order = service
         .read
         .get(id)
         .await
         .map_err(read_error)?
+        .filter(|order| caller.may_read_for(&order.customer_id))
         .ok_or_else(not_found)?;
-    if !caller.may_read_for(&order.customer_id) {
-        return Err(forbidden_order());
-    }
     let version = order.version;
     Ok(with_etag(axum::Json(order), version))
 }
 
 /// List orders with filters and keyset pagination.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "queries",
-    params(ListParams),
-    responses((status = 200, body = Page), (status = 400), (status = 403)),
+    params(ListQuery, Consistency),
+    responses((status = 200, body = Page),
+        BadRequest, Unauthorized,
+        (status = 403, description = "The caller's roles read no orders, or a customer named another customerId", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn list_orders(
@@ -406,8 +505,11 @@ async fn list_orders(
 
 /// Full-text search over product names and SKUs, plus exact order and customer ids.
 #[utoipa::path(get, path = "/api/v1/orders/search", tag = "queries",
-    params(ListParams),
-    responses((status = 200, body = Page), (status = 400), (status = 403)),
+    params(SearchQuery, Consistency),
+    responses((status = 200, body = Page),
+        BadRequest, Unauthorized,
+        (status = 403, description = "The caller's roles read no orders, or a customer named another customerId", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn search_orders(
@@ -417,8 +519,10 @@ async fn search_orders(
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<axum::Json<Page>, ApiError> {
     let mut filter = params.filter(&caller)?;
-    let text = params.q.as_deref().map(str::trim).unwrap_or_default();
-    if text.is_empty() || text.chars().count() > 200 {
+    // The length counts what was sent, as the documented `maxLength` does.
+    let raw = params.q.as_deref().unwrap_or_default();
+    let text = raw.trim();
+    if text.is_empty() || raw.chars().count() > MAX_SEARCH_CHARS {
         return Err(ApiError::bad_request(
             "invalid_query",
             "q is required: 1 to 200 characters to search for",
@@ -430,8 +534,11 @@ async fn search_orders(
 
 /// Counts per status, and per currency the order count and the sum of live totals.
 #[utoipa::path(get, path = "/api/v1/orders/stats", tag = "queries",
-    params(ListParams),
-    responses((status = 200, body = Stats), (status = 403, description = "Customers may not read stats")),
+    params(StatsQuery, Consistency),
+    responses((status = 200, body = Stats),
+        BadRequest, Unauthorized,
+        (status = 403, description = "Only analysts, ops and admins read stats", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn order_stats(
@@ -500,9 +607,11 @@ const REBUILD_CHUNK: u64 = 500;
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Events per page: 1–1000, default 100.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Only events with a version greater than this: 0 (the default) starts at the
     /// first event; pass the previous page's `nextAfter` to continue.
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64)]
     after: Option<String>,
 }
 
@@ -546,8 +655,9 @@ impl HistoryParams {
 /// The order's event history, oldest first, straight from the event store, one
 /// page at a time: follow `nextAfter` until it is `null`.
 #[utoipa::path(get, path = "/api/v1/orders/{id}/events", tag = "queries",
-    params(("id" = Uuid, Path), HistoryParams),
-    responses((status = 200, body = History), (status = 400, description = "Bad limit or after"), (status = 403), (status = 404)),
+    params(OrderIdParam, HistoryParams),
+    responses((status = 200, body = History),
+        BadRequest, Unauthorized, Forbidden, OrderNotFound, Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn order_events(
@@ -594,20 +704,45 @@ async fn order_events(
     }))
 }
 
-#[derive(Deserialize, IntoParams)]
+/// The query of `order_at`.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct AtParams {
-    /// The version to rebuild (1 = as created).
     version: Option<String>,
-    /// RFC 3339: the state as it was at that instant.
     time: Option<String>,
 }
 
+/// The query of `order_at`, as documented.
+pub struct AtQuery;
+impl IntoParams for AtQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            query(
+                "version",
+                false,
+                "Exactly one of version and time (else 400). The order at this version (1 = as created); 404 past its last version",
+                serde_json::json!({"type": "integer", "minimum": 1}),
+            ),
+            query(
+                "time",
+                false,
+                "Exactly one of version and time (else 400). RFC 3339: the order as it was at that instant; 404 if it did not exist yet",
+                serde_json::json!({"type": "string", "format": "date-time"}),
+            ),
+        ]
+    }
+}
+
 /// The order's state at a past version or time, rebuilt from its events.
+///
+/// Exactly one of `version` and `time` (400 otherwise): a dependency between
+/// parameters that OpenAPI cannot state, so the description says it.
 #[utoipa::path(get, path = "/api/v1/orders/{id}/at", tag = "queries",
-    params(("id" = Uuid, Path), AtParams),
-    responses((status = 200, body = OrderView), (status = 400), (status = 403), (status = 404, description = "Unknown order, or it did not exist yet at that version/time")),
+    params(OrderIdParam, AtQuery),
+    responses((status = 200, body = OrderView, headers(("ETag" = String, description = "The order's version, e.g. `\"3\"`"))),
+        BadRequest, Unauthorized, Forbidden,
+        (status = 404, description = "No such order (or one the caller may not see, answered identically), or it had no such version, or did not exist yet at that time", body = order_http::openapi::Problem, content_type = "application/problem+json"),
+        Unavailable, InternalError),
     security(("bearer" = []))
 )]
 async fn order_at(
@@ -618,7 +753,7 @@ async fn order_at(
 ) -> Result<Response, ApiError> {
     let point = match (params.version.as_deref(), params.time.as_deref()) {
         (Some(v), None) => {
-            Point::Version(v.parse::<u64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+            Point::Version(parse_digits(v).filter(|v| *v >= 1).ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_query",
                     format!("version must be a positive integer, got {v:?}"),
@@ -633,11 +768,13 @@ async fn order_at(
             ));
         }
     };
+    // Another customer's order is answered exactly as an unknown one (§4.5).
+    may_read_orders(&caller)?;
     let check = |order: &Order| {
         if caller.may_read_for(&order.customer_id) {
             Ok(())
         } else {
-            Err(forbidden_order())
+            Err(not_found())
         }
     };
     let state = state_at(service.events.as_ref(), id, point, REBUILD_CHUNK, check).await?;
