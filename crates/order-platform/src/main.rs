@@ -10,7 +10,7 @@ mod serve;
 use anyhow::Context;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use config::FileConfig;
-use order_auth::{LocalSigningKey, Role};
+use order_auth::{AuthError, LocalSigningKey, Role};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,7 +78,8 @@ struct TokenArgs {
     /// A role: customer, ops, analyst or admin. Repeat for several.
     #[arg(long = "role", required = true, value_parser = parse_role)]
     roles: Vec<Role>,
-    /// The data dir of the server that must accept the token.
+    /// The data dir of the server that must accept the token (the server creates
+    /// the key there when it first starts).
     #[arg(long, env = "ORDER_PLATFORM_DATA_DIR", default_value = "data")]
     data_dir: PathBuf,
     /// Lifetime, such as 90s, 30m, 1h or 7d.
@@ -161,7 +162,18 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     if args.sub.trim().is_empty() {
         anyhow::bail!("--sub must not be blank");
     }
-    let key = LocalSigningKey::load_or_create(&args.data_dir)?;
+    // Only the server creates the key: a key made here would sign tokens that no
+    // running server accepts.
+    let key = match LocalSigningKey::load(&args.data_dir) {
+        Err(AuthError::NoKey { .. }) => {
+            let dir = args.data_dir.display();
+            anyhow::bail!(
+                "no signing key in {dir}: start the server first (`order-platform serve \
+                 --data-dir {dir}`) or point --data-dir at the data dir of the running server"
+            )
+        }
+        loaded => loaded?,
+    };
     let token = key.issue(&args.sub, &args.roles, chrono::Utc::now(), args.ttl)?;
     writeln!(std::io::stdout(), "{token}").context("writing the token to stdout")?;
     Ok(())

@@ -49,10 +49,16 @@ async fn open_read_store(data_dir: &Path) -> anyhow::Result<Arc<dyn ReadStore>> 
     Ok(Arc::new(store))
 }
 
-/// Creates the data dir and locks it: two servers on one data dir would both
-/// believe they are the only writer.
+/// Creates the data dir (owner-only: it holds the signing key and every order)
+/// and locks it: two servers on one data dir would both believe they are the
+/// only writer.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(data_dir)
+    let mut create = std::fs::DirBuilder::new();
+    create.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+    create
+        .create(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
     let path = data_dir.join("LOCK");
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;

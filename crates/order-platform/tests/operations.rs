@@ -230,6 +230,95 @@ fn token_refuses_unknown_roles_and_blank_subjects() {
     );
 }
 
+#[test]
+fn token_never_creates_a_key_and_says_which_data_dir_to_use() {
+    let dir = TempDir::new("order-platform-e2e-nokey");
+    let missing = dir.path().join("never-served");
+    for data_dir in [missing.as_path(), dir.path()] {
+        let shown = data_dir.display().to_string();
+        let (ok, stdout, stderr) = run(&[
+            "token",
+            "--sub",
+            "alice",
+            "--role",
+            "customer",
+            "--data-dir",
+            &shown,
+        ]);
+        assert!(!ok, "no token from {shown}, where no server ever ran");
+        assert!(stdout.trim().is_empty(), "no token printed: {stdout}");
+        assert!(
+            stderr.contains(&format!("no signing key in {shown}"))
+                && stderr.contains(&format!("order-platform serve --data-dir {shown}"))
+                && stderr.contains("data dir of the running server"),
+            "the message says which data dir to point at: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !data_dir.join("signing-key.p8").exists(),
+            "token created a key in {shown}"
+        );
+    }
+    assert!(!missing.exists(), "token created the data dir");
+}
+
+#[test]
+fn the_server_refuses_a_key_others_may_read_or_an_empty_one_and_says_what_to_do() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("order-platform-e2e-badkey");
+    let key = dir.path().join("signing-key.p8");
+    // the server's exit, or a failure if it is still serving after 30 s
+    let serve = || {
+        let mut child = order_platform()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn order-platform serve");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while child.try_wait().expect("poll the server").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server started with the key {}", key.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("collect the output")
+    };
+    // an empty file: what a crash during the first start used to leave
+    std::fs::write(&key, b"").expect("write an empty key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error, not a panic: {stderr}"
+    );
+    assert!(
+        stderr.contains(&key.display().to_string()) && stderr.contains("empty"),
+        "the message names the file and what is wrong with it: {stderr}"
+    );
+    // a good key, but group and others may read it
+    std::fs::remove_file(&key).expect("remove the empty key");
+    order_auth::LocalSigningKey::load_or_create(dir.path()).expect("create a key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an error, not a panic: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("chmod 600 {}", key.display())),
+        "the message says what to run: {stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_works_only_for_the_server_of_its_data_dir() {
     let (a, b) = tokio::join!(
@@ -363,7 +452,8 @@ async fn a_config_file_sets_what_flags_do_not() {
         state.join("signing-key.p8").exists(),
         "the key lives in the file's data dir"
     );
-    // ORDER_PLATFORM_DATA_DIR beats the file.
+    // ORDER_PLATFORM_DATA_DIR beats the file: `token` looks for the key there (and,
+    // no server having started on it, finds none), not in the file's data dir.
     let elsewhere = dir.path().join("from-env");
     let out = order_platform()
         .args([
@@ -372,10 +462,11 @@ async fn a_config_file_sets_what_flags_do_not() {
         .env("ORDER_PLATFORM_DATA_DIR", &elsewhere)
         .output()
         .expect("run order-platform token");
-    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        elsewhere.join("signing-key.p8").exists(),
-        "the environment variable wins over the file"
+        !out.status.success()
+            && stderr.contains(&format!("no signing key in {}", elsewhere.display())),
+        "the environment variable wins over the file: {out:?}"
     );
     let client = reqwest::Client::new();
     let list = Resp::from(
