@@ -1,4 +1,5 @@
-//! The all-in-one server: command, query and projector in one process.
+//! The all-in-one server: command, query and projector in one process
+//! ([`App`]), and `serve`, which runs it as the binary's default subcommand.
 
 use crate::{ServeArgs, StoreArgs};
 use anyhow::Context;
@@ -13,10 +14,14 @@ use order_http::{ApiError, ReadinessCheck, Verifier};
 use order_query_service::QueryService;
 use order_read_model::{Projector, ReadStore, SqliteReadStore};
 use std::fs::File;
+use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// Opens the event store the arguments name, running its migrations.
@@ -79,34 +84,116 @@ pub async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
-    let data_dir = &args.store.data_dir;
-    let _lock = lock_data_dir(data_dir)?;
-    let key = Arc::new(LocalSigningKey::load_or_create(data_dir)?);
-    let events = open_event_store(&args.store).await?;
-    let read = open_read_store(data_dir).await?;
-    let projector = Arc::new(Projector::new(events.clone(), read.clone()));
+/// The whole platform, running: HTTP server, projector, data dir lock. What
+/// `order-platform serve` runs, and what the end-to-end tests start in their own
+/// process to skip a process per test.
+pub struct App {
+    /// The address it listens on (the port the system chose, for `:0`).
+    addr: SocketAddr,
+    /// Set to `true` to stop: the HTTP server drains its connections, then the
+    /// projector stops, then the data dir is unlocked. Written by `shutdown`,
+    /// `run_until` and drop; read by the server task.
+    stop: watch::Sender<bool>,
+    /// The server task until it has been awaited; it ends with `serve`'s result.
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let projector_task = {
-        let projector = projector.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
+impl App {
+    /// Opens the data dir (locked, with its signing key) and the stores, then
+    /// listens on `args.listen` and starts the projector, all on the current
+    /// tokio runtime. Returns once connections are accepted.
+    pub async fn start(args: ServeArgs) -> anyhow::Result<App> {
+        let data_dir = &args.store.data_dir;
+        let lock = lock_data_dir(data_dir)?;
+        let key = Arc::new(LocalSigningKey::load_or_create(data_dir)?);
+        let events = open_event_store(&args.store).await?;
+        let read = open_read_store(data_dir).await?;
+        let projector = Arc::new(Projector::new(events.clone(), read.clone()));
+        let router = app(&args, key, events, read, projector.clone());
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+
+        let (stop, mut stop_http) = watch::channel(false);
+        // The projector outlives the HTTP server: a request still draining may be
+        // waiting for it (read-your-writes).
+        let (stop_projector, mut projector_stop) = watch::channel(false);
+        let projector_task = tokio::spawn(async move {
             projector
                 .run(async move {
-                    let _ = stop.wait_for(|s| *s).await;
+                    let _ = projector_stop.wait_for(|s| *s).await;
                 })
                 .await
+        });
+        let task = tokio::spawn(async move {
+            let _lock = lock; // held until everything below has stopped
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_http.wait_for(|s| *s).await;
+                })
+                .await
+                .context("serving HTTP");
+            let _ = stop_projector.send(true);
+            let _ = projector_task.await;
+            served
+        });
+        Ok(App {
+            addr,
+            stop,
+            task: Some(task),
         })
-    };
+    }
 
-    let app = app(&args, key, events.clone(), read.clone(), projector.clone());
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let address = listener.local_addr()?;
-    let dir = data_dir.display();
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether it is still serving (it stops by itself only on an error).
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = signal => {}
+            ended = &mut task => return joined(ended),
+        }
+        let _ = self.stop.send(true);
+        joined(task.await)
+    }
+
+    /// Stops accepting connections, lets open requests finish, stops the
+    /// projector and unlocks the data dir.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.run_until(std::future::ready(())).await
+    }
+}
+
+impl Drop for App {
+    /// Dropped without `shutdown` (a failing test): the server still stops, in
+    /// the background.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
+}
+
+/// `order-platform serve`: an [`App`] with JSON logs on stderr and a banner on
+/// stdout, until Ctrl-C or SIGTERM.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let app = App::start(args.clone()).await?;
+    let address = app.addr();
+    let dir = args.store.data_dir.display();
     let store = if args.store.database_url.is_some() {
         "PostgreSQL"
     } else {
@@ -123,13 +210,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
          API document: http://{address}/api/v1/openapi.json"
     );
     tracing::info!(%address, event_store = store, "listening");
-
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
-    let _ = stop_tx.send(true);
-    let _ = projector_task.await;
+    app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
