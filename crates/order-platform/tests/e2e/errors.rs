@@ -1,11 +1,9 @@
 //! Every row of the error table of DESIGN.md §4.4: status, problem+json content
 //! type, stable `code`, and that a refused request changes nothing.
 
-mod support;
-
+use crate::support::{Backend, Options, Resp, Server, TempDir, item, order_body};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, Options, Resp, Server, TempDir, item, order_body};
 use uuid::Uuid;
 
 /// Number of events of an order, straight from the event store.
