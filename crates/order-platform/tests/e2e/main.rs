@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod app;
 mod concurrency;
 mod errors;
 mod hostile;
