@@ -14,7 +14,8 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Issuer of the built-in tokens.
@@ -107,8 +108,11 @@ pub enum AuthError {
     WrongIssuer,
     #[error("the token must be signed with ES256 or RS256")]
     WrongAlgorithm,
-    #[error("the signing key at {path}: {reason}")]
+    #[error("the signing key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
+    /// The data dir has no key: no server has started on it yet.
+    #[error("no signing key at {path}")]
+    NoKey { path: PathBuf },
 }
 
 /// Checks bearer tokens. Implemented by the built-in key and, in production, by OIDC/JWKS.
@@ -165,6 +169,11 @@ impl Claims {
 }
 
 /// The built-in ES256 signing key of one data dir.
+///
+/// Only the server creates it ([`LocalSigningKey::load_or_create`], called while
+/// it holds the data dir's lock); everything else, such as `order-platform
+/// token`, only loads it ([`LocalSigningKey::load`]), so a token is always signed
+/// with the key of a server that exists.
 pub struct LocalSigningKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -172,36 +181,65 @@ pub struct LocalSigningKey {
 }
 
 impl LocalSigningKey {
-    /// Loads the key from `data_dir`, creating the dir and the key on first use.
+    /// Loads the key of `data_dir`. [`AuthError::NoKey`] when there is none yet.
+    pub fn load(data_dir: &Path) -> Result<LocalSigningKey, AuthError> {
+        let path = data_dir.join(KEY_FILE);
+        match read_key(&path)? {
+            Some(pkcs8) => LocalSigningKey::from_pkcs8(&path, &pkcs8),
+            None => Err(AuthError::NoKey { path }),
+        }
+    }
+
+    /// Loads the key of `data_dir`, creating the dir (owner-only) and the key on
+    /// first use. Meant for the server, which holds the data dir's lock: two
+    /// processes creating the same key at once would each publish their own.
     pub fn load_or_create(data_dir: &Path) -> Result<LocalSigningKey, AuthError> {
         let path = data_dir.join(KEY_FILE);
         let key_error = |reason: String| AuthError::Key {
             path: path.clone(),
             reason,
         };
-        std::fs::create_dir_all(data_dir).map_err(|e| key_error(e.to_string()))?;
-        let pkcs8 = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let rng = SystemRandom::new();
-                let fresh = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                    .map_err(|_| key_error("cannot generate a key".into()))?;
-                write_private(&path, fresh.as_ref()).map_err(|e| key_error(e.to_string()))?;
-                // Another process may have won the race to create it: use what is on disk.
-                std::fs::read(&path).map_err(|e| key_error(e.to_string()))?
-            }
-            Err(e) => return Err(key_error(e.to_string())),
-        };
+        create_private_dir(data_dir).map_err(|e| {
+            key_error(format!(
+                "cannot create the data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        if let Some(pkcs8) = read_key(&path)? {
+            return LocalSigningKey::from_pkcs8(&path, &pkcs8);
+        }
+        let rng = SystemRandom::new();
+        let fresh = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| key_error("cannot generate a key".into()))?;
+        write_atomically(&path, fresh.as_ref())
+            .map_err(|e| key_error(format!("cannot write it: {e}")))?;
+        LocalSigningKey::from_pkcs8(&path, fresh.as_ref())
+    }
+
+    fn from_pkcs8(path: &Path, pkcs8: &[u8]) -> Result<LocalSigningKey, AuthError> {
         let pair = EcdsaKeyPair::from_pkcs8(
             &ECDSA_P256_SHA256_FIXED_SIGNING,
-            &pkcs8,
+            pkcs8,
             &SystemRandom::new(),
         )
-        .map_err(|_| key_error("not a P-256 PKCS#8 key".into()))?;
+        .map_err(|_| AuthError::Key {
+            path: path.to_path_buf(),
+            reason: if pkcs8.is_empty() {
+                "the file is empty, left by an interrupted first start; no token can \
+                         have been signed with it: remove it and start the server again to \
+                         create a new key"
+                    .into()
+            } else {
+                "not a P-256 PKCS#8 key; restore the file from a backup, or remove it \
+                         and start the server again to create a new key (tokens signed with \
+                         the old key are then refused)"
+                    .into()
+            },
+        })?;
         let public = pair.public_key().as_ref();
         let digest = ring::digest::digest(&ring::digest::SHA256, public);
         Ok(LocalSigningKey {
-            encoding: EncodingKey::from_ec_der(&pkcs8),
+            encoding: EncodingKey::from_ec_der(pkcs8),
             decoding: DecodingKey::from_ec_der(public),
             key_id: URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]),
         })
@@ -265,23 +303,87 @@ fn classify(kind: &jsonwebtoken::errors::ErrorKind) -> AuthError {
     }
 }
 
-/// Creates `path` readable by its owner only; never overwrites an existing key.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
+/// The key file's bytes, `None` if there is no such file. A key that group or
+/// others may read (or replace) is refused: anyone who reads it can sign tokens
+/// with every role.
+fn read_key(path: &Path) -> Result<Option<Vec<u8>>, AuthError> {
+    let key_error = |reason: String| AuthError::Key {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(key_error(e.to_string())),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file
+            .metadata()
+            .map_err(|e| key_error(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(key_error(format!(
+                "other users may access it (mode {:03o}); anyone who reads it can sign tokens \
+                 with any role. Run `chmod 600 {}` and start again",
+                mode & 0o777,
+                path.display()
+            )));
+        }
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| key_error(e.to_string()))?;
+    Ok(Some(bytes))
+}
+
+/// Creates `dir` and any missing parents, accessible by their owner only. An
+/// existing dir is left as it is.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Writes `bytes` to `path` (owner-only) so that a crash at any point leaves
+/// either no file or the whole key, never a truncated one that would stop every
+/// later start: a temporary file in the same dir, synced, renamed over `path`,
+/// then the dir synced so the rename itself is durable.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp_name = path.file_name().unwrap_or_default().to_os_string();
+    temp_name.push(".tmp");
+    let temp = dir.join(temp_name);
+    // Left by a crash during an earlier attempt: never trusted, replaced.
+    match std::fs::remove_file(&temp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(bytes)?;
-            file.sync_all()
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+    let written = options.open(&temp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&temp, path)) {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
     }
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -324,6 +426,105 @@ mod tests {
         assert!(reloaded.verify(&token).is_ok());
         let other = LocalSigningKey::load_or_create(&temp_dir()).unwrap();
         assert!(matches!(other.verify(&token), Err(AuthError::BadSignature)));
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_key_is_owner_only_in_an_owner_only_dir_with_nothing_left_beside_it() {
+        let parent = temp_dir();
+        let dir = parent.join("data");
+        LocalSigningKey::load_or_create(&dir).unwrap();
+        assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+        assert_eq!(mode(&dir), 0o700, "the data dir we create");
+        assert_eq!(mode(&parent), 0o700, "and the parents we create");
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, [KEY_FILE], "no temporary file is left");
+        std::fs::remove_dir_all(&parent).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_other_users_may_read_is_refused_with_the_chmod_to_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir();
+        LocalSigningKey::load_or_create(&dir).unwrap();
+        let path = dir.join(KEY_FILE);
+        for loose in [0o640, 0o604, 0o660, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+            for result in [
+                LocalSigningKey::load_or_create(&dir),
+                LocalSigningKey::load(&dir),
+            ] {
+                let Err(error) = result else {
+                    panic!("mode {loose:o} accepted")
+                };
+                let message = error.to_string();
+                assert!(
+                    message.contains(&format!("chmod 600 {}", path.display())),
+                    "{message}"
+                );
+                assert!(message.contains(&format!("{loose:o}")), "{message}");
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        LocalSigningKey::load(&dir).expect("accepted once owner-only");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_empty_or_corrupt_key_file_is_an_error_naming_it_and_the_way_out() {
+        for (content, says) in [(&b""[..], "empty"), (&b"not a key"[..], "backup")] {
+            let dir = temp_dir();
+            LocalSigningKey::load_or_create(&dir).unwrap();
+            let path = dir.join(KEY_FILE);
+            std::fs::write(&path, content).unwrap();
+            for result in [
+                LocalSigningKey::load_or_create(&dir),
+                LocalSigningKey::load(&dir),
+            ] {
+                let Err(error) = result else {
+                    panic!("{content:?} accepted as a key")
+                };
+                let message = error.to_string();
+                assert!(message.contains(&path.display().to_string()), "{message}");
+                assert!(message.contains(says), "{message}");
+                assert!(message.contains("remove it"), "{message}");
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), content, "left for the user");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn load_never_creates_a_key_or_a_dir() {
+        let dir = temp_dir();
+        let Err(AuthError::NoKey { path }) = LocalSigningKey::load(&dir) else {
+            panic!("a missing data dir has no key")
+        };
+        assert_eq!(path, dir.join(KEY_FILE));
+        assert!(!dir.exists(), "load created {}", dir.display());
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(matches!(
+            LocalSigningKey::load(&dir),
+            Err(AuthError::NoKey { .. })
+        ));
+        assert!(!dir.join(KEY_FILE).exists());
+        let token = LocalSigningKey::load_or_create(&dir)
+            .unwrap()
+            .issue("a", &[Role::Ops], Utc::now(), Duration::hours(1))
+            .unwrap();
+        let loaded = LocalSigningKey::load(&dir).expect("the key the server created");
+        assert!(loaded.verify(&token).is_ok(), "the same key");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

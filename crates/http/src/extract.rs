@@ -62,7 +62,7 @@ fn reason(e: &AuthError) -> &'static str {
         AuthError::WrongAudience => "wrong_audience",
         AuthError::WrongIssuer => "wrong_issuer",
         AuthError::WrongAlgorithm => "wrong_algorithm",
-        AuthError::Key { .. } => "key",
+        AuthError::Key { .. } | AuthError::NoKey { .. } => "key",
     }
 }
 

@@ -171,7 +171,7 @@ fn fill<T>(setting: &mut T, from_file: Option<T>, given: &ArgMatches, id: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Cli, Command};
+    use crate::cli::{Cli, Command};
     use clap::{CommandFactory, FromArgMatches};
 
     fn parse(file: &str) -> anyhow::Result<FileConfig> {

@@ -1,4 +1,5 @@
-//! The all-in-one server: command, query and projector in one process.
+//! The all-in-one server: command, query and projector in one process
+//! ([`App`]), and `serve`, which runs it as the binary's default subcommand.
 
 use crate::{ServeArgs, StoreArgs};
 use anyhow::Context;
@@ -13,11 +14,15 @@ use order_http::{ApiError, ReadinessCheck, Verifier};
 use order_query_service::QueryService;
 use order_read_model::{Projector, ReadStore, SqliteReadStore};
 use std::fs::File;
+use std::future::Future;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// Opens the event store the arguments name, running its migrations.
@@ -50,10 +55,16 @@ async fn open_read_store(data_dir: &Path) -> anyhow::Result<Arc<dyn ReadStore>> 
     Ok(Arc::new(store))
 }
 
-/// Creates the data dir and locks it: two servers on one data dir would both
-/// believe they are the only writer.
+/// Creates the data dir (owner-only: it holds the signing key and every order)
+/// and locks it: two servers on one data dir would both believe they are the
+/// only writer.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
-    std::fs::create_dir_all(data_dir)
+    let mut create = std::fs::DirBuilder::new();
+    create.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut create, 0o700);
+    create
+        .create(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
     let path = data_dir.join("LOCK");
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -74,53 +85,134 @@ pub async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The whole platform, running: HTTP server, projector, data dir lock. What
+/// `order-platform serve` runs, and what the end-to-end tests start in their own
+/// process to skip a process per test.
+pub struct App {
+    /// The address it listens on (the port the system chose, for `:0`).
+    addr: SocketAddr,
+    /// Set to `true` to stop: the HTTP server drains its connections, then the
+    /// projector stops, then the data dir is unlocked. Written by `shutdown`,
+    /// `run_until` and drop; read by the server task.
+    stop: watch::Sender<bool>,
+    /// The server task until it has been awaited; it ends with `serve`'s result.
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl App {
+    /// Opens the data dir (locked, with its signing key) and the stores, then
+    /// listens on `args.listen` and starts the projector, all on the current
+    /// tokio runtime. Returns once connections are accepted.
+    pub async fn start(args: ServeArgs) -> anyhow::Result<App> {
+        // Before any task records a metric: values recorded earlier would be lost.
+        order_http::metrics_handle();
+        let data_dir = &args.store.data_dir;
+        let lock = lock_data_dir(data_dir)?;
+        let key = Arc::new(LocalSigningKey::load_or_create(data_dir)?);
+        let events = open_event_store(&args.store).await?;
+        let read = open_read_store(data_dir).await?;
+        let projector = Arc::new(Projector::new(events.clone(), read.clone()));
+        projector.bind(args.rebuild).await.with_context(|| {
+            format!(
+                "the read model {} does not belong to this event store",
+                data_dir.join("read.db").display()
+            )
+        })?;
+        let router = app(&args, key, events, read, projector.clone());
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+
+        let (stop, mut stop_http) = watch::channel(false);
+        // The projector outlives the HTTP server: a request still draining may be
+        // waiting for it (read-your-writes).
+        let (stop_projector, projector_stop) = watch::channel(false);
+        let until_stopped = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let projector_task = tokio::spawn({
+            let projector = projector.clone();
+            let stopped = until_stopped(projector_stop.clone());
+            async move { projector.run(stopped).await }
+        });
+        let lag_task = tokio::spawn({
+            let stopped = until_stopped(projector_stop);
+            async move { projector.watch_lag(stopped).await }
+        });
+        let deadline = args.shutdown_timeout;
+        let task = tokio::spawn(async move {
+            let _lock = lock; // held until everything below has stopped
+            let stopping = async move {
+                let _ = stop_http.wait_for(|s| *s).await;
+            };
+            let served = serve_until_stopped(listener, router, stopping, deadline).await;
+            let _ = stop_projector.send(true);
+            if tokio::time::timeout(PROJECTOR_STOP_TIMEOUT, projector_task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the projector did not stop in time; exiting anyway");
+            }
+            let _ = lag_task.await;
+            served
+        });
+        Ok(App {
+            addr,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether it is still serving (it stops by itself only on an error).
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = signal => {}
+            ended = &mut task => return joined(ended),
+        }
+        let _ = self.stop.send(true);
+        joined(task.await)
+    }
+
+    /// Stops accepting connections, lets open requests finish, stops the
+    /// projector and unlocks the data dir.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.run_until(std::future::ready(())).await
+    }
+}
+
+impl Drop for App {
+    /// Dropped without `shutdown` (a failing test): the server still stops, in
+    /// the background.
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
+}
+
+/// `order-platform serve`: an [`App`] with JSON logs on stderr and a banner on
+/// stdout, until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
-    // Before any task records a metric: values recorded earlier would be lost.
-    order_http::metrics_handle();
-    let data_dir = &args.store.data_dir;
-    let _lock = lock_data_dir(data_dir)?;
-    let key = Arc::new(LocalSigningKey::load_or_create(data_dir)?);
-    let events = open_event_store(&args.store).await?;
-    let read = open_read_store(data_dir).await?;
-    let projector = Arc::new(Projector::new(events.clone(), read.clone()));
-    projector.bind(args.rebuild).await.with_context(|| {
-        format!(
-            "the read model {} does not belong to this event store",
-            data_dir.join("read.db").display()
-        )
-    })?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let lag_task = {
-        let projector = projector.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            projector
-                .watch_lag(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
-    };
-    let projector_task = {
-        let projector = projector.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            projector
-                .run(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-        })
-    };
-
-    let app = app(&args, key, events.clone(), read.clone(), projector.clone());
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let address = listener.local_addr()?;
-    let dir = data_dir.display();
+    let app = App::start(args.clone()).await?;
+    let address = app.addr();
+    let dir = args.store.data_dir.display();
     let store = if args.store.database_url.is_some() {
         "PostgreSQL"
     } else {
@@ -137,16 +229,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
          API document: http://{address}/api/v1/openapi.json"
     );
     tracing::info!(%address, event_store = store, "listening");
-
-    serve_until_stopped(listener, app, args.shutdown_timeout).await?;
-    let _ = stop_tx.send(true);
-    if tokio::time::timeout(PROJECTOR_STOP_TIMEOUT, projector_task)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the projector did not stop in time; exiting anyway");
-    }
-    let _ = lag_task.await;
+    app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -154,7 +237,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// How long the projector may take to finish its batch once the HTTP server stopped.
 const PROJECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `app` until SIGTERM or Ctrl-C, then shuts down gracefully within
+/// Serves `app` until `stopping` completes, then shuts down gracefully within
 /// `deadline`: the listener closes at once (new connections are refused), idle
 /// connections close, and requests in flight may finish. Whatever still runs
 /// when the deadline passes is abandoned (its connection is dropped) so that the
@@ -162,21 +245,22 @@ const PROJECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 async fn serve_until_stopped(
     listener: tokio::net::TcpListener,
     app: Router,
+    stopping: impl Future<Output = ()> + Send + 'static,
     deadline: Duration,
 ) -> anyhow::Result<()> {
     // Set by the shutdown future that axum polls, read by the deadline below.
-    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopped = Arc::new(tokio::sync::Notify::new());
     let signal = {
-        let stopping = stopping.clone();
+        let stopped = stopped.clone();
         async move {
-            shutdown_signal().await;
+            stopping.await;
             tracing::info!(deadline_seconds = deadline.as_secs_f64(), "shutting down");
-            stopping.notify_one();
+            stopped.notify_one();
         }
     };
     let serving = axum::serve(listener, app).with_graceful_shutdown(signal);
     let expired = async {
-        stopping.notified().await;
+        stopped.notified().await;
         tokio::time::sleep(deadline).await;
     };
     tokio::select! {

@@ -1,17 +1,27 @@
-//! The harness of the end-to-end tests: a real `order-platform serve` process
-//! per test, on its own temporary data dir (and, for PostgreSQL, its own
-//! database), driven over HTTP.
+//! The harness of the end-to-end tests: an Order Platform server per test, on
+//! its own temporary data dir (and, for PostgreSQL, its own database), driven
+//! over HTTP.
 //!
-//! Each test binary compiles this module separately and uses only part of it.
+//! [`Server::start`] runs the server in the test's own process: the library's
+//! [`order_platform::App`] on `127.0.0.1:0`, configured by the same flags the
+//! binary would get. [`Server::start_process`] spawns `order-platform serve`
+//! instead, for what needs a process: `kill -9` and restarts, the command line,
+//! configuration. Both speak HTTP on a real socket, so a test reads the same
+//! either way.
+//!
+//! Used by the `e2e` and `process` test binaries (`#[path]`), and by any
+//! standalone `tests/*.rs` file (`mod support;`); each uses only part of it.
 #![allow(dead_code)]
 
 use futures::FutureExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Once;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -141,25 +151,52 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A running `order-platform serve`.
+/// How the server of a [`Server`] runs.
+enum Running {
+    /// Not started yet, or killed.
+    Stopped,
+    /// In this process, on the test's runtime.
+    InProcess(order_platform::App),
+    /// An `order-platform serve` child process.
+    Process(Child),
+}
+
+/// A running Order Platform server, in-process or as a child process.
 pub struct Server {
     pub options: Options,
     pub data: TempDir,
     pub database: Option<TestDatabase>,
-    child: Option<Child>,
+    running: Running,
+    /// Whether it runs as a child process (`start_process`): fixed at start.
+    process: bool,
     pub base: String,
     pub client: reqwest::Client,
     tokens: Mutex<HashMap<(String, Vec<String>), String>>,
-    /// Everything the server printed on stdout (banner included).
+    /// Everything a server process printed on stdout (banner included).
     stdout: Arc<Mutex<String>>,
 }
 
 impl Server {
+    /// A server in this process (see the module header).
     pub async fn start(backend: Backend) -> Server {
         Server::start_with(Options::new(backend)).await
     }
 
     pub async fn start_with(options: Options) -> Server {
+        Server::create(options, false).await
+    }
+
+    /// An `order-platform serve` process: for `kill_9`, `restart` and tests of
+    /// the process itself.
+    pub async fn start_process(backend: Backend) -> Server {
+        Server::start_process_with(Options::new(backend)).await
+    }
+
+    pub async fn start_process_with(options: Options) -> Server {
+        Server::create(options, true).await
+    }
+
+    async fn create(options: Options, process: bool) -> Server {
         let data = TempDir::new("order-platform-e2e");
         let database = match options.backend {
             Backend::Sqlite => None,
@@ -173,13 +210,18 @@ impl Server {
             options,
             data,
             database,
-            child: None,
+            running: Running::Stopped,
+            process,
             base: String::new(),
             client,
             tokens: Mutex::new(HashMap::new()),
             stdout: Arc::new(Mutex::new(String::new())),
         };
-        server.spawn().await;
+        if process {
+            server.spawn().await;
+        } else {
+            server.start_in_process().await;
+        }
         server
     }
 
@@ -191,25 +233,44 @@ impl Server {
         self.data.path().join("server.log")
     }
 
+    /// The flags of `serve` for this server, in-process or not.
+    pub fn serve_flags(&self) -> Vec<OsString> {
+        let mut flags: Vec<OsString> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            self.data.path().into(),
+        ];
+        if let Some(db) = &self.database {
+            flags.extend(["--database-url".into(), db.url.clone().into()]);
+        }
+        if let Some(limit) = self.options.body_limit {
+            flags.extend(["--body-limit".into(), limit.to_string().into()]);
+        }
+        if let Some(n) = self.options.snapshot_every {
+            flags.extend(["--snapshot-every".into(), n.to_string().into()]);
+        }
+        flags.extend(self.options.extra_args.iter().map(OsString::from));
+        flags
+    }
+
     /// The `serve` command line for this server.
     pub fn serve_command(&self) -> Command {
         let mut cmd = order_platform();
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(self.data.path());
-        if let Some(db) = &self.database {
-            cmd.arg("--database-url").arg(&db.url);
-        }
-        if let Some(limit) = self.options.body_limit {
-            cmd.arg("--body-limit").arg(limit.to_string());
-        }
-        if let Some(n) = self.options.snapshot_every {
-            cmd.arg("--snapshot-every").arg(n.to_string());
-        }
-        cmd.args(&self.options.extra_args);
+        cmd.arg("serve").args(self.serve_flags());
         cmd
+    }
+
+    async fn start_in_process(&mut self) {
+        log_in_process_servers();
+        let args = order_platform::ServeArgs::from_flags(self.serve_flags())
+            .unwrap_or_else(|e| panic!("serve flags {:?}: {e}", self.serve_flags()));
+        let app = tokio::time::timeout(START_TIMEOUT, order_platform::App::start(args))
+            .await
+            .unwrap_or_else(|_| panic!("the server did not start within {START_TIMEOUT:?}"))
+            .unwrap_or_else(|e| panic!("the server did not start: {e:#}"));
+        self.base = format!("http://{}", app.addr());
+        self.running = Running::InProcess(app);
     }
 
     async fn spawn(&mut self) {
@@ -243,11 +304,14 @@ impl Server {
                 all.push('\n');
             }
         });
-        self.child = Some(child);
+        self.running = Running::Process(child);
         match tokio::time::timeout(START_TIMEOUT, rx).await {
             Ok(Ok(addr)) => self.base = format!("http://{addr}"),
             Ok(Err(_)) => {
-                let status = self.child.as_mut().and_then(|c| c.wait().ok());
+                let status = match &mut self.running {
+                    Running::Process(child) => child.wait().ok(),
+                    _ => None,
+                };
                 panic!(
                     "order-platform serve exited ({status:?}) before listening.\nstdout:\n{}\nlog:\n{}",
                     self.stdout.lock().unwrap(),
@@ -263,27 +327,40 @@ impl Server {
 
     /// The last lines the server logged (for failure messages).
     pub fn log_tail(&self) -> String {
+        if !self.process {
+            return "(an in-process server: run the test with RUST_LOG=warn to see its log)"
+                .to_string();
+        }
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// SIGKILL: no graceful shutdown, nothing flushed.
+    /// SIGKILL: no graceful shutdown, nothing flushed. Only for a process
+    /// (`start_process`): an in-process server cannot be killed that way.
     pub fn kill_9(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        assert!(
+            self.process,
+            "kill_9 needs a server process: start it with Server::start_process"
+        );
+        if let Running::Process(mut child) = std::mem::replace(&mut self.running, Running::Stopped)
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    /// Starts the server again on the same data dir (and database).
+    /// Kills the server process (`kill_9`) and starts it again on the same data
+    /// dir (and database).
     pub async fn restart(&mut self) {
         self.kill_9();
         self.tokens.lock().unwrap().clear();
         self.spawn().await;
     }
 
-    /// A token for `sub` with `roles`, from the `token` subcommand of this data dir.
+    /// A token for `sub` with `roles`, signed with this data dir's key: by the
+    /// `token` subcommand for a server process, through the library in-process
+    /// (the subcommand has its own tests in the `process` binary).
     pub fn token(&self, sub: &str, roles: &[&str]) -> String {
         let key = (
             sub.to_string(),
@@ -292,7 +369,18 @@ impl Server {
         if let Some(t) = self.tokens.lock().unwrap().get(&key) {
             return t.clone();
         }
-        let token = issue_token(self.data.path(), sub, roles, "1h");
+        let token = if self.process {
+            issue_token(self.data.path(), sub, roles, "1h")
+        } else {
+            let roles: Vec<order_auth::Role> = roles
+                .iter()
+                .map(|r| order_auth::Role::parse(r).unwrap_or_else(|| panic!("role {r:?}")))
+                .collect();
+            order_auth::LocalSigningKey::load(self.data.path())
+                .expect("the server's signing key")
+                .issue(sub, &roles, chrono::Utc::now(), chrono::Duration::hours(1))
+                .expect("sign a token")
+        };
         self.tokens.lock().unwrap().insert(key, token.clone());
         token
     }
@@ -387,16 +475,25 @@ impl Server {
         }
     }
 
-    /// Whether the process is still running.
+    /// Whether the server is still running.
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        match &mut self.running {
+            Running::Stopped => false,
+            Running::InProcess(app) => app.is_running(),
+            Running::Process(child) => matches!(child.try_wait(), Ok(None)),
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.kill_9();
-        if std::thread::panicking() {
+        // A process is killed; an App dropped stops in the background.
+        if let Running::Process(mut child) = std::mem::replace(&mut self.running, Running::Stopped)
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() && self.process {
             eprintln!("--- server log ({}) ---\n{}", self.base, self.log_tail());
         }
     }
@@ -414,6 +511,20 @@ pub fn order_platform() -> Command {
     }
     cmd.env("RUST_LOG", "warn");
     cmd
+}
+
+/// In-process servers log through this process: to stderr when `RUST_LOG` is
+/// set, nowhere otherwise (a server process logs to `server.log` in its data dir).
+fn log_in_process_servers() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+    });
 }
 
 /// Runs `order-platform token` for `data_dir` and returns the token.

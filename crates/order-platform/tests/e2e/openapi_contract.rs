@@ -1,12 +1,10 @@
 //! The OpenAPI document's promises about errors and links, checked on the
 //! served document (dev/api_fuzz then holds the server to them, request by request).
 
-mod support;
-
+use crate::support::{Backend, Resp, Server};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use support::{Backend, Resp, Server};
 
 async fn document(server: &Server) -> Value {
     let doc = Resp::from(

@@ -3,11 +3,9 @@
 //! terminal states, the history, time travel, lists, search, stats and
 //! read-your-writes.
 
-mod support;
-
+use crate::support::{Backend, Resp, Server, item, order_body};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, Resp, Server, item, order_body};
 use uuid::Uuid;
 
 /// After a command, a query carrying its consistency token sees the new version at once.

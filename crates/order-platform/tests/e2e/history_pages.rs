@@ -2,11 +2,9 @@
 //! event stores: the pages of any size concatenate to the whole history with
 //! no event repeated or skipped, and bad paging parameters are 400 problems.
 
-mod support;
-
+use crate::support::{Backend, Server, item};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{Backend, Server, item};
 use uuid::Uuid;
 
 /// Follows `nextAfter` from the start with pages of `limit`; returns the pages.

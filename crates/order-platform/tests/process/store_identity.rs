@@ -2,17 +2,15 @@
 //! at another store it refuses to start unless told to rebuild, and tokens of
 //! another store are refused.
 
-mod support;
-
+use crate::support::{Backend, Server, TestDatabase};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::{Backend, Server, TestDatabase};
 
 #[tokio::test]
 async fn a_read_model_fed_by_sqlite_refuses_postgres_until_rebuilt() {
-    let mut server = Server::start(Backend::Sqlite).await;
+    let mut server = Server::start_process(Backend::Sqlite).await;
     let alice = server.token("alice", &["customer"]);
     let items = [("MUG-1", "Mug", 1, "3.00")];
     let sqlite_order = server.create_order(&alice, "alice", &items).await;

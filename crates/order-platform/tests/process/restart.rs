@@ -2,14 +2,12 @@
 //! dir (and database): nothing acknowledged is lost, versions continue, the
 //! read model catches up by itself and applies no event twice.
 
-mod support;
-
+use crate::support::{Backend, Server, item, order_body};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{Backend, Server, item, order_body};
 use uuid::Uuid;
 
 const TASKS: usize = 4;
@@ -121,7 +119,7 @@ fn cents(amount: &str) -> i64 {
 }
 
 async fn crash_and_recover(backend: Backend) {
-    let mut server = Server::start(backend).await;
+    let mut server = Server::start_process(backend).await;
     let ops = server.token("ops-1", &["ops"]);
     // a consistency token from before the crash must stay valid after it
     let before = server

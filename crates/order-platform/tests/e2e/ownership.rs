@@ -2,11 +2,9 @@
 //! another customer's order gets the very answer it gets for an order that does
 //! not exist, on every route; creating with a taken id says 409 and nothing more.
 
-mod support;
-
+use crate::support::{Resp, Server, item, order_body};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Resp, Server, item, order_body};
 use uuid::Uuid;
 
 /// One request of the API that names an order, as `(label, method, path, body)`.
@@ -89,7 +87,7 @@ fn comparable(r: &Resp, ids: &[Uuid]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_customers_order_answers_exactly_as_an_unknown_one_on_every_route() {
-    let server = Server::start(support::Backend::Sqlite).await;
+    let server = Server::start(crate::support::Backend::Sqlite).await;
     let alice = server.token("alice", &["customer"]);
     let bob = server.token("bob", &["customer"]);
     let ops = server.token("ops-1", &["ops"]);
@@ -157,7 +155,7 @@ async fn another_customers_order_answers_exactly_as_an_unknown_one_on_every_rout
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creating_with_a_taken_id_says_409_and_nothing_about_the_order() {
-    let server = Server::start(support::Backend::Sqlite).await;
+    let server = Server::start(crate::support::Backend::Sqlite).await;
     let alice = server.token("alice", &["customer"]);
     let bob = server.token("bob", &["customer"]);
     let ops = server.token("ops-1", &["ops"]);

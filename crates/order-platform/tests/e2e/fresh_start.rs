@@ -2,10 +2,8 @@
 //! used to race with the pool's own connections (`database is locked`, about
 //! 1 start in 10).
 
-mod support;
-
+use crate::support::{Backend, Server};
 use reqwest::StatusCode;
-use support::{Backend, Server};
 
 #[tokio::test]
 async fn twenty_fresh_data_dirs_start_in_a_row() {

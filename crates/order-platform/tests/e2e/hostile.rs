@@ -2,15 +2,13 @@
 //! mutated JSON bodies, random path segments, query strings and header values,
 //! against the command and query routes of one running server.
 
-mod support;
-
+use crate::support::{Backend, Server, order_body};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use reqwest::Method;
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 use std::time::Duration;
-use support::{Backend, Server, order_body};
 
 const CASES: u32 = 200;
 

@@ -1,10 +1,8 @@
 //! The role table of DESIGN.md §4.5, enforced by the running server.
 
-mod support;
-
+use crate::support::{Backend, Resp, Server, item, order_body};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{Backend, Resp, Server, item, order_body};
 
 fn ids(r: &Resp) -> Vec<String> {
     r.json["items"]

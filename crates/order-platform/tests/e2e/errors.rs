@@ -1,11 +1,9 @@
 //! Every row of the error table of DESIGN.md §4.4: status, problem+json content
 //! type, stable `code`, and that a refused request changes nothing.
 
-mod support;
-
+use crate::support::{Backend, Options, Resp, Server, TempDir, item, order_body};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, Options, Resp, Server, TempDir, issue_token, item, order_body};
 use uuid::Uuid;
 
 /// Number of events of an order, straight from the event store.
@@ -201,10 +199,19 @@ async fn authentication_failures_are_401_with_a_bearer_challenge() {
     let ops = server.token("ops-1", &["ops"]);
     let id = server.new_order(&ops, "alice").await;
 
+    // signed by the key another server would create in its own data dir
     let other_dir = TempDir::new("order-platform-e2e-other");
-    let foreign = issue_token(other_dir.path(), "ops-1", &["ops"], "1h");
+    let foreign = order_auth::LocalSigningKey::load_or_create(other_dir.path())
+        .expect("create another data dir's key")
+        .issue(
+            "ops-1",
+            &[order_auth::Role::Ops],
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+        )
+        .expect("issue a foreign token");
     // signed with this data dir's key, but expired well beyond the leeway
-    let key = order_auth::LocalSigningKey::load_or_create(server.data_dir()).expect("load key");
+    let key = order_auth::LocalSigningKey::load(server.data_dir()).expect("load key");
     let expired = key
         .issue(
             "ops-1",

@@ -1,10 +1,8 @@
 //! `/health/ready` and `/metrics` say how far behind the projector is (§5, §7).
 
-mod support;
-
+use crate::support::{Backend, Server};
 use reqwest::StatusCode;
 use std::time::Duration;
-use support::{Backend, Server};
 
 async fn reports_projector_lag(backend: Backend) {
     let server = Server::start(backend).await;

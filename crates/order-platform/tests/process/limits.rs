@@ -10,14 +10,12 @@
 //! slow. Time bounds in these tests are generous: they only separate "the
 //! bound worked" from "the request ran to its natural end" many seconds later.
 
-mod support;
-
+use crate::support::{Backend, Resp, Server, TempDir, issue_token, order_body, order_platform};
 use reqwest::{Method, StatusCode};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-use support::{Backend, Resp, Server, TempDir, issue_token, order_body, order_platform};
 use tokio::task::JoinHandle;
 
 /// A position far beyond anything the log of a test will reach.
@@ -241,7 +239,7 @@ async fn a_request_running_past_the_timeout_is_answered_503_request_timeout() {
 /// are still cut off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_already_appending_is_answered_in_full_past_the_deadline() {
-    let database = support::TestDatabase::create().await;
+    let database = crate::support::TestDatabase::create().await;
     let server = Bounded::start(&[
         "--request-timeout",
         "500ms",

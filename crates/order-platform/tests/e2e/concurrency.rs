@@ -1,13 +1,11 @@
 //! Concurrent writers (no lost update, exactly one winner with If-Match),
 //! idempotency keys, and keyset pagination while orders are being added.
 
-mod support;
-
+use crate::support::{Backend, Resp, Server, item, order_body};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::collections::HashSet;
-use support::{Backend, Resp, Server, item, order_body};
 
 const WRITERS: usize = 16;
 

@@ -1,0 +1,265 @@
+//! The command line of `order-platform`: subcommands, flags, and what each
+//! subcommand runs.
+//!
+//! With no arguments it runs `serve`: the whole platform in one process on
+//! embedded defaults (SQLite in `./data`, http://127.0.0.1:8080).
+
+use crate::{config, serve};
+use anyhow::Context;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use config::FileConfig;
+use order_auth::{AuthError, LocalSigningKey, Role};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "order-platform",
+    version,
+    about = "Event-sourced order management platform"
+)]
+pub(crate) struct Cli {
+    /// A TOML file with settings (keys are the flag names in snake case, e.g.
+    /// `data_dir`). Flags and ORDER_PLATFORM_* variables take precedence over it.
+    #[arg(
+        long,
+        global = true,
+        env = "ORDER_PLATFORM_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Run the whole platform in one process (the default).
+    Serve(ServeArgs),
+    /// Print a bearer token signed with the data dir's key, alone on stdout.
+    Token(TokenArgs),
+    /// Create or upgrade the event store and read model schemas, then exit.
+    Migrate(StoreArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct StoreArgs {
+    /// Folder for the SQLite files and the signing key.
+    #[arg(long, env = "ORDER_PLATFORM_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Keep events in PostgreSQL instead of SQLite, e.g. postgres://user:pass@host/db.
+    #[arg(long, env = "ORDER_PLATFORM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ORDER_PLATFORM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ORDER_PLATFORM_BODY_LIMIT", default_value_t = order_http::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Snapshot an order every this many events (0 disables snapshots).
+    #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = 50)]
+    pub snapshot_every: u64,
+    /// When the read model in the data dir was built from another event store
+    /// (say SQLite, and now --database-url names PostgreSQL), empty it and rebuild
+    /// it from this one instead of refusing to start. A one-off: not read from
+    /// the configuration file.
+    #[arg(long, env = "ORDER_PLATFORM_REBUILD")]
+    pub rebuild: bool,
+    /// Longest time a request may run (e.g. 500ms, 30s, 2m); a slower one is
+    /// abandoned and answered 503 with code `request_timeout`.
+    #[arg(long, env = "ORDER_PLATFORM_REQUEST_TIMEOUT", default_value = "30s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+    /// Most API requests handled at once; one more is refused at once with 503,
+    /// code `overloaded` and Retry-After (never queued). /health/* and /metrics
+    /// are not counted and always answer.
+    #[arg(long, env = "ORDER_PLATFORM_MAX_IN_FLIGHT", default_value_t = order_http::DEFAULT_MAX_IN_FLIGHT,
+        value_parser = config::parse_max_in_flight, value_name = "N")]
+    pub max_in_flight: usize,
+    /// After SIGTERM or Ctrl-C: stop accepting connections, let requests in
+    /// flight finish for at most this long (e.g. 10s), then exit anyway.
+    #[arg(long, env = "ORDER_PLATFORM_SHUTDOWN_TIMEOUT", default_value = "20s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// `serve`'s settings from flags alone (`["--data-dir", "d", "--listen",
+    /// "127.0.0.1:0"]`), every other setting at its command-line default, and no
+    /// `ORDER_PLATFORM_*` variable or configuration file consulted: how a test or
+    /// an embedding program describes an [`crate::App`] with the very flags it
+    /// would give the binary.
+    pub fn from_flags<I, T>(flags: I) -> Result<ServeArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = ServeArgs::augment_args(clap::Command::new("serve"))
+            .no_binary_name(true)
+            .mut_args(|a| a.env(None));
+        ServeArgs::from_arg_matches(&command.try_get_matches_from(flags)?)
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct TokenArgs {
+    /// The subject: for customers, their customer id.
+    #[arg(long)]
+    sub: String,
+    /// A role: customer, ops, analyst or admin. Repeat for several.
+    #[arg(long = "role", required = true, value_parser = parse_role)]
+    roles: Vec<Role>,
+    /// The data dir of the server that must accept the token (the server creates
+    /// the key there when it first starts).
+    #[arg(long, env = "ORDER_PLATFORM_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Lifetime, such as 90s, 30m, 1h or 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: chrono::Duration,
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| {
+        format!("unknown role {text:?}; expected one of customer, ops, analyst, admin")
+    })
+}
+
+/// `90s`, `30m`, `1h`, `7d`.
+fn parse_ttl(text: &str) -> Result<chrono::Duration, String> {
+    let bad = || format!("invalid duration {text:?}; use a number with s, m, h or d, e.g. 1h");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        "d" => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if seconds <= 0 || seconds > 366 * 86_400 {
+        return Err(format!("duration {text:?} must be between 1s and 366d"));
+    }
+    Ok(chrono::Duration::seconds(seconds))
+}
+
+/// Parses the command line and runs the subcommand: the whole of `main`.
+pub fn run() -> anyhow::Result<()> {
+    let (config, command, given) = parse_command_line()?;
+    let file = match &config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    match command {
+        Command::Token(mut args) => {
+            file.apply_to_data_dir(&mut args.data_dir, &given);
+            token(args)
+        }
+        Command::Migrate(mut args) => {
+            file.apply_to_store(&mut args, &given);
+            runtime()?.block_on(serve::migrate(args))
+        }
+        Command::Serve(mut args) => {
+            file.apply_to_serve(&mut args, &given);
+            let runtime = runtime()?;
+            let served = runtime.block_on(serve::serve(args));
+            // Requests abandoned at the shutdown deadline may still be tasks of
+            // this runtime: do not let them hold the exit up.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            served
+        }
+    }
+}
+
+/// The `--config` file, the subcommand, and clap's matches for the subcommand
+/// (which tell whether a value came from a flag, the environment or a default).
+/// `order-platform [--config FILE]` alone means `order-platform serve`.
+fn parse_command_line() -> anyhow::Result<(Option<PathBuf>, Command, ArgMatches)> {
+    let mut matches = Cli::command().get_matches();
+    if matches.subcommand().is_none() {
+        let mut argv: Vec<_> = std::env::args_os().collect();
+        argv.insert(1.min(argv.len()), "serve".into());
+        matches = Cli::command().get_matches_from(argv);
+    }
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+    match (cli.command, matches.remove_subcommand()) {
+        (Some(command), Some((_, given))) => Ok((cli.config, command, given)),
+        _ => anyhow::bail!("no subcommand, even after defaulting to serve"),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    if args.sub.trim().is_empty() {
+        anyhow::bail!("--sub must not be blank");
+    }
+    // Only the server creates the key: a key made here would sign tokens that no
+    // running server accepts.
+    let key = match LocalSigningKey::load(&args.data_dir) {
+        Err(AuthError::NoKey { .. }) => {
+            let dir = args.data_dir.display();
+            anyhow::bail!(
+                "no signing key in {dir}: start the server first (`order-platform serve \
+                 --data-dir {dir}`) or point --data-dir at the data dir of the running server"
+            )
+        }
+        loaded => loaded?,
+    };
+    let token = key.issue(&args.sub, &args.roles, chrono::Utc::now(), args.ttl)?;
+    writeln!(std::io::stdout(), "{token}").context("writing the token to stdout")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_accepts_units_and_refuses_nonsense() {
+        assert_eq!(parse_ttl("90s"), Ok(chrono::Duration::seconds(90)));
+        assert_eq!(parse_ttl("1h"), Ok(chrono::Duration::hours(1)));
+        assert_eq!(parse_ttl("7d"), Ok(chrono::Duration::days(7)));
+        for bad in [
+            "",
+            "h",
+            "1",
+            "1w",
+            "-1h",
+            "0s",
+            "999999999999999999d",
+            "400d",
+        ] {
+            assert!(parse_ttl(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn serve_args_from_flags_take_the_command_line_defaults() {
+        let args = ServeArgs::from_flags(["--data-dir", "d", "--body-limit", "5"]).unwrap();
+        assert_eq!(args.store.data_dir, PathBuf::from("d"));
+        assert_eq!(args.body_limit, 5);
+        assert_eq!(args.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(args.snapshot_every, 50);
+        assert_eq!(args.store.database_url, None);
+        assert!(ServeArgs::from_flags(["--lisen", "127.0.0.1:0"]).is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,14 @@
+//! The Order Platform as a library: the `order-platform` command line
+//! ([`cli`]) and the all-in-one server it runs ([`App`], configured by
+//! [`ServeArgs`]). The binary (`src/main.rs`) only calls [`cli::run`]; the
+//! end-to-end tests start an [`App`] on `127.0.0.1:0` in their own process, and
+//! spawn the binary only where a process is the point (kill -9, the command
+//! line, configuration).
+
+mod admin;
+pub mod cli;
+mod config;
+mod serve;
+
+pub use cli::{ServeArgs, StoreArgs};
+pub use serve::App;

@@ -1,0 +1,38 @@
+//! The tests that need an `order-platform` process: `kill -9` under load and a
+//! restart (`restart`), the command line (`cli`), and start-up and
+//! configuration (`startup`). Everything else runs in-process, in the `e2e`
+//! binary.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod limits;
+mod restart;
+mod startup;
+mod store_identity;
+
+use support::order_platform;
+
+/// Runs the binary with `args` and returns (success, stdout, stderr).
+pub(crate) fn run(args: &[&str]) -> (bool, String, String) {
+    let out = order_platform()
+        .args(args)
+        .output()
+        .expect("run order-platform");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A child process killed when the test ends, however it ends.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
