@@ -66,6 +66,7 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
     create
         .create(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    refuse_writable_by_others(data_dir)?;
     let path = data_dir.join("LOCK");
     let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     match file.try_lock() {
@@ -75,6 +76,33 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
             data_dir.display()
         ),
     }
+}
+
+/// The data dir holds the signing key and every event: a folder that other users
+/// may write to lets them swap the key or the databases. (One they may only read
+/// is the owner's choice; the key file itself must be private, see `order-auth`.)
+#[cfg(unix)]
+fn refuse_writable_by_others(data_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data_dir)
+        .with_context(|| format!("reading the permissions of {}", data_dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        anyhow::bail!(
+            "the data dir {} is writable by other users (mode {:o}); it holds the signing \
+             key and the events: run `chmod go-w {}`",
+            data_dir.display(),
+            mode & 0o777,
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_writable_by_others(_: &Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 pub async fn migrate(args: StoreArgs) -> anyhow::Result<()> {

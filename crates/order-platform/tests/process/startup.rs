@@ -265,3 +265,24 @@ async fn a_closed_stdout_does_not_stop_the_server() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn the_server_refuses_a_data_dir_others_may_write_to() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("order-platform-e2e-opendir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (ok, _, stderr) = run(&[
+        "migrate",
+        "--data-dir",
+        dir.path().to_str().expect("a UTF-8 temp path"),
+    ]);
+    assert!(!ok, "started on a world-writable data dir");
+    assert!(
+        stderr.contains(&format!("chmod go-w {}", dir.path().display())),
+        "the message says what to run: {stderr}"
+    );
+    assert!(
+        !dir.path().join("events.db").exists(),
+        "nothing was created in it"
+    );
+}
