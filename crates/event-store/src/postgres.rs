@@ -36,20 +36,23 @@
 
 use crate::{
     AppendRequest, Appended, Backlog, ConsistencyToken, EventStore, LogBatch, LogCursor,
-    RecordedEvent, Result, Snapshot, StoreError, StoreId, StoredResponse, Violation, to_i64,
-    to_u64, violation,
+    RecordedEvent, Result, Snapshot, StoreError, StoreId, StoredResponse, to_i64, to_u64,
 };
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+mod group_commit;
+
 pub struct PostgresEventStore {
     pool: PgPool,
     store_id: StoreId,
+    /// Every append of this process goes through it (see `group_commit`).
+    group: group_commit::GroupCommit,
 }
 
 impl PostgresEventStore {
@@ -74,6 +77,7 @@ impl PostgresEventStore {
             .fetch_one(&pool)
             .await?;
         Ok(PostgresEventStore {
+            group: group_commit::GroupCommit::start(pool.clone()),
             pool,
             store_id: StoreId(store_id),
         })
@@ -81,15 +85,6 @@ impl PostgresEventStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    async fn current_version(tx: &mut Transaction<'_, Postgres>, stream: Uuid) -> Result<u64> {
-        let v: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = $1")
-                .bind(stream)
-                .fetch_one(&mut **tx)
-                .await?;
-        to_u64(v, "version")
     }
 }
 
@@ -118,79 +113,7 @@ fn decode(row: &PgRow) -> Result<RecordedEvent> {
 #[async_trait]
 impl EventStore for PostgresEventStore {
     async fn append(&self, request: AppendRequest) -> Result<Appended> {
-        let conflict = |actual| StoreError::Conflict {
-            stream_id: request.stream_id,
-            expected: request.expected_version,
-            actual,
-        };
-        let mut tx = self.pool.begin().await?;
-        let actual = Self::current_version(&mut tx, request.stream_id).await?;
-        if actual != request.expected_version {
-            return Err(conflict(actual));
-        }
-        // The idempotency record before the events: a concurrent request with the same
-        // key waits here, before it could hold the append lock, so the two never
-        // wait for each other.
-        if let Some((key, stored)) = &request.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency (key, request_hash, status, response) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(&stored.request_hash)
-            .bind(i32::from(stored.status))
-            .bind(&stored.response)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(StoreError::IdempotencyKeyTaken);
-            }
-        }
-        let mut version = actual;
-        let mut last_position = 0;
-        let meta = &request.metadata;
-        for event in &request.events {
-            version += 1;
-            let inserted = sqlx::query_scalar(&format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) VALUES \
-                 (DEFAULT, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                 RETURNING global_position"
-            ))
-            .bind(event.event_id)
-            .bind(request.stream_id)
-            .bind(to_i64(version)?)
-            .bind(&event.event_type)
-            .bind(event.schema_version as i32)
-            .bind(&event.data)
-            .bind(event.occurred_at)
-            .bind(&event.actor)
-            .bind(&meta.correlation_id)
-            .bind(meta.command_id)
-            .bind(&meta.traceparent)
-            .bind(&meta.idempotency_key)
-            .fetch_one(&mut *tx)
-            .await;
-            last_position = match inserted {
-                Ok(position) => position,
-                Err(e) if violation(&e) == Some(Violation::StreamVersion) => {
-                    return Err(conflict(version - 1));
-                }
-                Err(e) => return Err(e.into()),
-            };
-        }
-        if let Err(e) = tx.commit().await {
-            return Err(match violation(&e) {
-                Some(Violation::IdempotencyKey) => StoreError::IdempotencyKeyTaken,
-                _ => e.into(),
-            });
-        }
-        // Nothing may fail from here on: the events are committed, and every append
-        // acknowledged before this one has a smaller position (see the module docs).
-        Ok(Appended {
-            last_version: version,
-            last_position,
-            consistency_token: ConsistencyToken(to_u64(last_position, "position")?),
-        })
+        self.group.append(request).await
     }
 
     async fn read_stream(

@@ -336,3 +336,68 @@ async fn a_rolled_back_append_leaves_a_hole_the_reader_steps_over() {
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|e| e.event_type != "Doomed"));
 }
+
+/// Group commit: concurrent appends share transactions, and each keeps its own
+/// check and answer: a stale version or a reused idempotency key fails only
+/// the command that has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_share_transactions_and_keep_their_own_answers() {
+    use order_event_store::{StoreError, StoredResponse};
+    let store = open().await;
+    let contested = Uuid::new_v4();
+    let keyed = |key: &str| {
+        let mut req = request(Uuid::new_v4(), 0, 1);
+        req.metadata.idempotency_key = Some(key.into());
+        req.idempotency = Some((
+            key.into(),
+            StoredResponse {
+                request_hash: "h".into(),
+                status: 201,
+                response: serde_json::json!({}),
+            },
+        ));
+        req
+    };
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let store = store.clone();
+        let req = match i % 3 {
+            0 => request(contested, 0, 2), // all but one must conflict
+            1 => keyed("same-key"),        // all but one must find the key taken
+            _ => request(Uuid::new_v4(), 0, 1),
+        };
+        tasks.push(tokio::spawn(
+            async move { (i % 3, store.append(req).await) },
+        ));
+    }
+    let mut outcomes = [(0, 0); 3];
+    for task in tasks {
+        let (kind, result) = task.await.unwrap();
+        match result {
+            Ok(_) => outcomes[kind].0 += 1,
+            Err(StoreError::Conflict { .. }) if kind == 0 => outcomes[kind].1 += 1,
+            Err(StoreError::IdempotencyKeyTaken) if kind == 1 => outcomes[kind].1 += 1,
+            Err(e) => panic!("append of kind {kind} failed: {e}"),
+        }
+    }
+    assert_eq!(outcomes, [(1, 19), (1, 19), (20, 0)]);
+
+    // 22 commands committed, in fewer transactions than commands.
+    let (events, transactions): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT xmin::text) FROM events")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(events, 2 + 1 + 20);
+    assert!(
+        transactions < 22,
+        "concurrent appends were not grouped: {transactions} transactions for 22 commands"
+    );
+    // And the log is gap-free and in order for a reader.
+    let all = read_all(&*store, store.current_token().await.unwrap()).await;
+    assert_eq!(all.len(), 23);
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].global_position < w[1].global_position)
+    );
+}
