@@ -183,7 +183,9 @@ impl<'s> Walk<'s> {
                         .chain(r_field.aliases.iter())
                         .find_map(|name| w.fields.iter().find(|f| &f.name == name));
                     match w_field {
-                        Some(w_field) => self.compare(&w_field.schema, &r_field.schema, &field_path),
+                        Some(w_field) => {
+                            self.compare(&w_field.schema, &r_field.schema, &field_path)
+                        }
                         None if r_field.default.is_none() => self.problem(
                             &field_path,
                             format!(

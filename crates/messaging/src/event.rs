@@ -91,7 +91,10 @@ impl OrderEventMessage {
                 "correlationId".into(),
                 Value::String(self.correlation_id.clone()),
             ),
-            ("causationId".into(), Value::String(self.causation_id.clone())),
+            (
+                "causationId".into(),
+                Value::String(self.causation_id.clone()),
+            ),
             (
                 "payload".into(),
                 Value::Union(index, Box::new(payload_to_avro(&self.payload)?)),
@@ -191,7 +194,10 @@ fn line_to_avro(line: &Line) -> Result<Value> {
     })?;
     Ok(Value::Record(vec![
         ("sku".into(), Value::String(line.sku.clone())),
-        ("productName".into(), Value::String(line.product_name.clone())),
+        (
+            "productName".into(),
+            Value::String(line.product_name.clone()),
+        ),
         ("quantity".into(), Value::Int(quantity)),
         ("unitPriceMinor".into(), Value::Long(line.unit_price)),
     ]))

@@ -392,7 +392,11 @@ mod tests {
             Some("OrderEvent.payload<ItemAdded>.line")
         );
         assert_eq!(
-            field_path(&schema, "/fields/8/type/0/fields/3/type/items/fields/3/type").as_deref(),
+            field_path(
+                &schema,
+                "/fields/8/type/0/fields/3/type/items/fields/3/type"
+            )
+            .as_deref(),
             Some("OrderEvent.payload<OrderCreated>.lines[].unitPriceMinor")
         );
         assert_eq!(field_path(&schema, "/fields/99"), None);

@@ -65,7 +65,9 @@ impl OrderEventSchema {
     pub fn parse(text: &str) -> Result<OrderEventSchema> {
         let schema = Schema::parse_str(text).map_err(|e| MessagingError::Schema(e.to_string()))?;
         let Schema::Record(record) = &schema else {
-            return Err(MessagingError::Schema("the top level is not a record".into()));
+            return Err(MessagingError::Schema(
+                "the top level is not a record".into(),
+            ));
         };
         if record.name.fullname(None) != ORDER_EVENT_NAME {
             return Err(MessagingError::Schema(format!(
@@ -155,8 +157,7 @@ impl OrderEventSchema {
         let resolved = ResolvedSchema::try_from(&self.schema)?;
         let names = resolved.get_names();
         let envelope = Value::Record(fields).resolve_with_names(&self.envelope, names)?;
-        let payload =
-            payload.resolve_with_names(&self.payload_records[r_index as usize], names)?;
+        let payload = payload.resolve_with_names(&self.payload_records[r_index as usize], names)?;
         let Value::Record(mut fields) = envelope else {
             return Err(malformed("the envelope did not resolve to a record".into()));
         };
@@ -198,8 +199,8 @@ mod tests {
 
     #[test]
     fn refuses_a_schema_of_another_record() {
-        let err = OrderEventSchema::parse(r#"{"type":"record","name":"Other","fields":[]}"#)
-            .unwrap_err();
+        let err =
+            OrderEventSchema::parse(r#"{"type":"record","name":"Other","fields":[]}"#).unwrap_err();
         assert!(err.to_string().contains("Other"), "{err}");
     }
 }

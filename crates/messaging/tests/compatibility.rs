@@ -52,8 +52,7 @@ fn every_schema_is_full_compatible_with_all_its_released_versions() {
         );
         let new = parse(path);
         for old in versions {
-            if let Err(problems) = check_compatibility(&parse(old), &new, CompatibilityMode::Full)
-            {
+            if let Err(problems) = check_compatibility(&parse(old), &new, CompatibilityMode::Full) {
                 panic!(
                     "{} is not compatible with {}:\n{}",
                     path.display(),

@@ -3,9 +3,9 @@
 
 mod support;
 
-use apache_avro::types::Value;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 use order_domain::{Currency, EventPayload, Line};
 use order_event_store::RecordedEvent;
@@ -218,7 +218,10 @@ fn a_reader_resolves_by_branch_name_not_position() {
     let created = branches.remove(0);
     branches.reverse();
     branches.push(created);
-    let added = branches.iter().position(|b| b["name"] == "ItemAdded").unwrap();
+    let added = branches
+        .iter()
+        .position(|b| b["name"] == "ItemAdded")
+        .unwrap();
     let line_record = branches.last().unwrap()["fields"][3]["type"]["items"].clone();
     branches[added]["fields"][0]["type"] = line_record;
     branches.last_mut().unwrap()["fields"][3]["type"]["items"] = "OrderLine".into();
@@ -237,14 +240,18 @@ fn arb_currency() -> impl Strategy<Value = Currency> {
 }
 
 fn arb_line() -> impl Strategy<Value = Line> {
-    ("[A-Z0-9-]{1,64}", "\\PC{1,40}", 1u32..=10_000, 1i64..=i64::MAX).prop_map(
-        |(sku, product_name, quantity, unit_price)| Line {
+    (
+        "[A-Z0-9-]{1,64}",
+        "\\PC{1,40}",
+        1u32..=10_000,
+        1i64..=i64::MAX,
+    )
+        .prop_map(|(sku, product_name, quantity, unit_price)| Line {
             sku,
             product_name,
             quantity,
             unit_price,
-        },
-    )
+        })
 }
 
 fn arb_payload() -> impl Strategy<Value = EventPayload> {

@@ -6,9 +6,11 @@
 
 mod support;
 
-use order_messaging::schema::ORDER_EVENT_AVSC;
-use order_messaging::{OrderEventEncoder, OrderEventMessage, OrderEventSchema, SchemaRegistryClient};
 use order_domain::EventPayload;
+use order_messaging::schema::ORDER_EVENT_AVSC;
+use order_messaging::{
+    OrderEventEncoder, OrderEventMessage, OrderEventSchema, SchemaRegistryClient,
+};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -107,7 +109,9 @@ async fn send(
 async fn the_java_consumer_reads_every_event_type_with_exact_money() {
     let bootstrap = env("KAFKA_BOOTSTRAP_SERVERS");
     let registry_url = env("SCHEMA_REGISTRY_URL");
-    let jar = tokio::task::spawn_blocking(build_java_consumer).await.unwrap();
+    let jar = tokio::task::spawn_blocking(build_java_consumer)
+        .await
+        .unwrap();
 
     let topic = format!("order-events-contract-{}", uuid::Uuid::new_v4().simple());
     let subject = format!("{topic}-value");
@@ -219,7 +223,12 @@ async fn the_java_consumer_reads_every_event_type_with_exact_money() {
             .get(&m.event_id.to_string())
             .unwrap_or_else(|| panic!("{} v{} was not printed", m.order_id, m.version));
         assert_eq!(line["eventType"], json!(m.payload.event_type()));
-        assert_eq!(line["event"], expected_json(m), "{}", m.payload.event_type());
+        assert_eq!(
+            line["event"],
+            expected_json(m),
+            "{}",
+            m.payload.event_type()
+        );
     }
     // Amounts compared above as JSON integers: i64::MAX minor units (in the samples) read
     // through a double would have come out as 9.223372036854776E18 and failed.
@@ -228,7 +237,10 @@ async fn the_java_consumer_reads_every_event_type_with_exact_money() {
     let mut last_version: HashMap<String, (i64, u64)> = HashMap::new();
     for line in &lines {
         let order = line["key"].as_str().unwrap().to_string();
-        let (partition, version) = (line["partition"].as_i64().unwrap(), line["event"]["version"].as_u64().unwrap());
+        let (partition, version) = (
+            line["partition"].as_i64().unwrap(),
+            line["event"]["version"].as_u64().unwrap(),
+        );
         if let Some((p, v)) = last_version.insert(order.clone(), (partition, version)) {
             assert_eq!(p, partition, "order {order} spans partitions");
             assert!(v < version, "order {order}: version {version} after {v}");

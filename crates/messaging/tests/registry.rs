@@ -24,9 +24,8 @@ async fn subject_with_v1(client: &SchemaRegistryClient) -> (String, u32) {
         .set_compatibility(&subject, "FULL_TRANSITIVE")
         .await
         .unwrap();
-    let v1 =
-        std::fs::read_to_string(repo_root().join("schemas/avro/released/order-event.v1.avsc"))
-            .unwrap();
+    let v1 = std::fs::read_to_string(repo_root().join("schemas/avro/released/order-event.v1.avsc"))
+        .unwrap();
     let id = client.register(&subject, &v1).await.unwrap();
     (subject, id)
 }
@@ -43,7 +42,10 @@ async fn the_current_schema_is_compatible_with_the_released_one_and_fetchable_by
     assert!(report.is_compatible, "{report:?}");
     let id = client.register(&subject, ORDER_EVENT_AVSC).await.unwrap();
     // Registering again is idempotent.
-    assert_eq!(client.register(&subject, ORDER_EVENT_AVSC).await.unwrap(), id);
+    assert_eq!(
+        client.register(&subject, ORDER_EVENT_AVSC).await.unwrap(),
+        id
+    );
 
     for id in [v1_id, id] {
         let text = client.schema_by_id(id).await.unwrap();
@@ -73,7 +75,10 @@ async fn refused(broken: &str) -> (Vec<String>, Vec<String>) {
     let client = client();
     let (subject, _) = subject_with_v1(&client).await;
     let report = client.check_compatibility(&subject, broken).await.unwrap();
-    assert!(!report.is_compatible, "the registry accepted it: {report:?}");
+    assert!(
+        !report.is_compatible,
+        "the registry accepted it: {report:?}"
+    );
     let err = client.register(&subject, broken).await.unwrap_err();
     client.delete_subject(&subject).await.unwrap();
     match err {
@@ -99,8 +104,10 @@ async fn the_registry_refuses_a_removed_field_and_the_refusal_names_it() {
     );
     assert_eq!(
         fields,
-        ["OrderEvent.payload<OrderShipped>.carrier (forward): field `carrier` is read but not \
-          written, and has no default [against version 1, FULL_TRANSITIVE]"],
+        [
+            "OrderEvent.payload<OrderShipped>.carrier (forward): field `carrier` is read but not \
+          written, and has no default [against version 1, FULL_TRANSITIVE]"
+        ],
     );
 }
 

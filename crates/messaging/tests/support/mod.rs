@@ -200,8 +200,11 @@ pub fn with_required_field_added() -> String {
 pub fn with_optional_field_added() -> String {
     let mut schema = current_json();
     let shipped = payload_record(&mut schema, "OrderShipped");
-    shipped["fields"].as_array_mut().unwrap().push(serde_json::json!({
-        "name": "trackingUrl", "type": ["null", "string"], "default": null
-    }));
+    shipped["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "trackingUrl", "type": ["null", "string"], "default": null
+        }));
     schema.to_string()
 }
