@@ -16,6 +16,10 @@
 //! data: *forward*). The topic is checked [`CompatibilityMode::Full`], both directions, against
 //! every released version. In Avro terms that allows adding or removing a field only when it
 //! has a default, and widening a type only where both directions resolve.
+//!
+//! The price of FULL: a new event type (a new `payload` record) is not forward compatible, a
+//! consumer on the old schema cannot decode it. Adding one means upgrading consumers first and
+//! then releasing deliberately (relaxing the check for that release, or a new major namespace).
 
 use apache_avro::Schema;
 use apache_avro::schema::{ResolvedSchema, SchemaKind};

@@ -28,6 +28,7 @@ pub struct OrderEventMessage {
     pub occurred_at: DateTime<Utc>,
     /// The authenticated subject who caused it.
     pub actor: String,
+    /// Ties together everything one request caused (events, log lines, traces).
     pub correlation_id: String,
     /// The id of the command that caused it.
     pub causation_id: String,

@@ -159,3 +159,38 @@ fn apache_avro_alone_agrees_that_the_broken_schemas_are_not_fully_compatible() {
         Ok(Compatibility::Full)
     );
 }
+
+#[test]
+fn adding_an_event_type_is_refused_because_deployed_consumers_cannot_read_it() {
+    // A policy consequence of FULL, made visible: a new payload record is backward compatible
+    // (new readers read old data) but not forward (a consumer still on this schema cannot
+    // decode the new event). Adding an event type needs consumers upgraded first, then a
+    // deliberate release (see DESIGN.md §6 and the report that introduced this check).
+    let mut schema = current_json();
+    let payload = schema["fields"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "payload")
+        .unwrap();
+    payload["type"].as_array_mut().unwrap().push(serde_json::json!({
+        "type": "record", "name": "OrderRefunded",
+        "fields": [{"name": "amountMinor", "type": "long"}, {"name": "currency", "type": "string"}]
+    }));
+    let new = Schema::parse_str(&schema.to_string()).unwrap();
+    assert_eq!(
+        check_compatibility(&current(), &new, CompatibilityMode::Backward),
+        Ok(())
+    );
+    let found = check_compatibility(&current(), &new, CompatibilityMode::Full).unwrap_err();
+    assert_eq!(
+        found,
+        vec![Incompatibility {
+            direction: "forward",
+            path: "OrderEvent.payload".into(),
+            reason: "union branch OrderRefunded is written but the reader's union has no such \
+                     branch"
+                .into(),
+        }],
+    );
+}

@@ -30,9 +30,21 @@ fn env(name: &str) -> String {
     })
 }
 
-/// `mvn -q package` of the example (incremental when nothing changed); the runnable jar.
+/// The example's runnable jar, built with `mvn -q package` unless it is newer than every
+/// input (the POM, the Java sources, the bundled schema): Maven's shade step alone takes
+/// seconds even when nothing changed.
 fn build_java_consumer() -> std::path::PathBuf {
     let project = repo_root().join("examples/java-consumer");
+    let jar = project.join("target/order-events-consumer.jar");
+    let inputs = [
+        project.join("pom.xml"),
+        project.join("src"),
+        repo_root().join("schemas/avro/order-event.avsc"),
+    ];
+    let built = std::fs::metadata(&jar).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|built| inputs.iter().all(|input| newest_mtime(input) < built)) {
+        return jar;
+    }
     let output = Command::new("mvn")
         .args(["-q", "-B", "package"])
         .current_dir(&project)
@@ -44,7 +56,20 @@ fn build_java_consumer() -> std::path::PathBuf {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    project.join("target/order-events-consumer.jar")
+    jar
+}
+
+/// The latest modification time of a file, or of anything under a directory.
+fn newest_mtime(path: &std::path::Path) -> std::time::SystemTime {
+    let own = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .map(|e| newest_mtime(&e.unwrap().path()))
+            .fold(own, std::cmp::max),
+        Err(_) => own,
+    }
 }
 
 /// What the consumer must print as `event` for `m`: the OrderEvent record in JSON, every

@@ -236,7 +236,14 @@ public final class OrderEventsConsumer {
             readers.put(schemaId, reader);
         }
         decoder = DecoderFactory.get().binaryDecoder(value, 5, value.length - 5, decoder);
-        GenericRecord event = reader.read(null, decoder);
+        GenericRecord event;
+        try {
+            event = reader.read(null, decoder);
+        } catch (IOException | RuntimeException e) {
+            // E.g. an event type this reader schema does not know yet (written with a newer
+            // schema): name the record, stop before committing past it.
+            throw new IOException(where + " (writer schema " + schemaId + "): cannot decode: " + e, e);
+        }
         if (!decoder.isEnd()) {
             throw new IOException(where + ": bytes left after the Avro datum");
         }
