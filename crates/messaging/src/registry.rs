@@ -23,6 +23,11 @@ use std::time::Duration;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
+/// The subject a topic's value schemas live under (Confluent's `TopicNameStrategy`).
+pub fn value_subject(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("schema registry at {url} is unreachable: {source}")]

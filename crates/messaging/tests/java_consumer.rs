@@ -139,7 +139,7 @@ async fn the_java_consumer_reads_every_event_type_with_exact_money() {
         .unwrap();
 
     let topic = format!("order-events-contract-{}", uuid::Uuid::new_v4().simple());
-    let subject = format!("{topic}-value");
+    let subject = order_messaging::registry::value_subject(&topic);
 
     // The schema, registered as the relay will: under <topic>-value, FULL_TRANSITIVE.
     let registry = SchemaRegistryClient::new(&registry_url).unwrap();

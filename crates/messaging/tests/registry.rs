@@ -19,7 +19,10 @@ fn client() -> SchemaRegistryClient {
 
 /// A throw-away `<topic>-value` subject, FULL_TRANSITIVE like the real one, holding v1.
 async fn subject_with_v1(client: &SchemaRegistryClient) -> (String, u32) {
-    let subject = format!("order-events-test-{}-value", uuid::Uuid::new_v4().simple());
+    let subject = order_messaging::registry::value_subject(&format!(
+        "order-events-test-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     client
         .set_compatibility(&subject, "FULL_TRANSITIVE")
         .await

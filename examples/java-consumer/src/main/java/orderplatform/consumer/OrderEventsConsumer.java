@@ -181,6 +181,8 @@ public final class OrderEventsConsumer {
         // Only events of committed relay transactions (DESIGN.md §6: exactly once in the topic).
         props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
         props.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        // A reader never creates the topic (a typo would otherwise create an empty one).
+        props.put(ConsumerConfig.ALLOW_AUTO_CREATE_TOPICS_CONFIG, "false");
         // Offsets are committed after the events were printed: at-least-once for this reader.
         props.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
