@@ -16,6 +16,22 @@ use uuid::Uuid;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
+async fn event_store() -> Arc<SqliteEventStore> {
+    Arc::new(
+        SqliteEventStore::open(&temp_path("order-events"))
+            .await
+            .unwrap(),
+    )
+}
+
+async fn read_store() -> Arc<SqliteReadStore> {
+    Arc::new(
+        SqliteReadStore::open(&temp_path("order-read"))
+            .await
+            .unwrap(),
+    )
+}
+
 struct Rig {
     events: Arc<SqliteEventStore>,
     read: Arc<SqliteReadStore>,
@@ -26,16 +42,7 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
-        let events = Arc::new(
-            SqliteEventStore::open(&temp_path("order-events"))
-                .await
-                .unwrap(),
-        );
-        let read = Arc::new(
-            SqliteReadStore::open(&temp_path("order-read"))
-                .await
-                .unwrap(),
-        );
+        let (events, read) = (event_store().await, read_store().await);
         let mut rig = Rig {
             projector: Arc::new(Projector::new(events.clone(), read.clone())),
             events,
@@ -246,16 +253,7 @@ async fn rebuild_replays_the_log_while_running() {
 /// stays true meanwhile, and health says the projector is stalled, then stopped.
 #[tokio::test]
 async fn a_stalled_or_stopped_projector_shows_in_its_health_and_lag() {
-    let events = Arc::new(
-        SqliteEventStore::open(&temp_path("order-events"))
-            .await
-            .unwrap(),
-    );
-    let read = Arc::new(
-        SqliteReadStore::open(&temp_path("order-read"))
-            .await
-            .unwrap(),
-    );
+    let (events, read) = (event_store().await, read_store().await);
     let projector = Arc::new(
         Projector::new(events.clone(), read.clone()).stalled_after(Duration::from_millis(300)),
     );
@@ -321,21 +319,7 @@ async fn a_stalled_or_stopped_projector_shows_in_its_health_and_lag() {
 /// unless told to rebuild from the new one.
 #[tokio::test]
 async fn a_read_model_belongs_to_one_event_store() {
-    let read = Arc::new(
-        SqliteReadStore::open(&temp_path("order-read"))
-            .await
-            .unwrap(),
-    );
-    let first = Arc::new(
-        SqliteEventStore::open(&temp_path("order-events"))
-            .await
-            .unwrap(),
-    );
-    let second = Arc::new(
-        SqliteEventStore::open(&temp_path("order-events"))
-            .await
-            .unwrap(),
-    );
+    let (read, first, second) = (read_store().await, event_store().await, event_store().await);
 
     let mut rig = Rig {
         projector: Arc::new(Projector::new(first.clone(), read.clone())),
