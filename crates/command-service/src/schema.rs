@@ -10,8 +10,9 @@
 //! Three rules stay outside any schema, and the descriptions say so: an order has
 //! at most one line per SKU (a create listing a SKU twice is 422); the fraction
 //! digits a unit price may have depend on the currency, which an added item takes
-//! from its order; and amounts are 64-bit minor units, so a price or an order
-//! total beyond 9 223 372 036 854 775 807 of them is refused (422), never wrapped
+//! from its order; and amounts, written in the currency's major unit (USD
+//! `"12.50"`), are kept as 64-bit minor units, so a price or an order total
+//! beyond 9 223 372 036 854 775 807 of them is refused (422), never wrapped
 //! (DESIGN.md §3.1) — a bound on a sum, which JSON Schema cannot state.
 
 use order_domain::{Currency, MAX_LINES, MAX_QUANTITY};
@@ -133,9 +134,24 @@ fn price(exponent: u8, description: &str) -> Value {
         "type": "string",
         "pattern": price_pattern(exponent),
         "description": description,
-        "example": if exponent == 0 { "1250" } else { "12.50" },
+        "example": price_example(exponent),
     })
 }
+
+/// What a price looks like in a currency with `exponent` fraction digits.
+pub(crate) fn price_example(exponent: u8) -> &'static str {
+    match exponent {
+        0 => "1250",
+        3 => "1.250",
+        _ => "12.50",
+    }
+}
+
+/// What every price description starts with: the unit, which a number alone
+/// cannot show (`"1250"` is 1 250 dollars, not 12.50).
+pub(crate) const PRICE_UNIT: &str = "Price of one unit in the currency's major unit, as a \
+     decimal string: USD \"12.50\" is twelve dollars fifty (not \"1250\"), JPY \"1250\" is \
+     1250 yen, KWD \"1.250\" is one dinar 250 fils.";
 
 fn to_schema(value: Value) -> RefOr<Schema> {
     // The values above are fixed; the tests prove each one deserialises.
@@ -157,11 +173,16 @@ macro_rules! schema {
 schema!(crate::routes::ItemBody, {
     let mut body = item(price(
         3,
-        "Decimal string > 0 with no more fraction digits than the order's currency has \
-         (USD 2, JPY 0, KWD 3): the server answers 422 otherwise, since this body does not \
-         carry the currency. 422 too if the price or the order total would exceed \
-         9223372036854775807 minor units.",
+        &format!(
+            "{PRICE_UNIT} Greater than 0, with no more fraction digits than the order's \
+             currency has (USD 2, JPY 0, KWD 3): the server answers 422 otherwise, since \
+             this body does not carry the currency. 422 too if the price or the order total \
+             would exceed 9223372036854775807 minor units."
+        ),
     ));
+    // The pattern admits every currency's prices (the order's currency decides,
+    // 422); the example is a USD one.
+    body["properties"]["unitPrice"]["example"] = json!(price_example(2));
     body["description"] = json!(
         "One order line. Adding a SKU already in the order adds to its quantity when the \
          product name and unit price match (409 otherwise, or past the quantity limit)."
@@ -185,7 +206,7 @@ schema!(crate::routes::CreateOrderBody, {
                         "type": "array", "minItems": 1, "maxItems": MAX_LINES,
                         "description": "Distinct SKUs: a SKU listed twice is 422.",
                         "items": item(price(exponent, &format!(
-                            "Decimal string > 0, at most {exponent} fraction digits. 422 if the price or the order total would exceed 9223372036854775807 minor units."
+                            "{PRICE_UNIT} Greater than 0, at most {exponent} fraction digits. 422 if the price or the order total would exceed 9223372036854775807 minor units."
                         ))),
                     },
                     "orderId": {

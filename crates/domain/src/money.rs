@@ -1,6 +1,7 @@
 //! Exact money: integer minor units with the currency's exponent.
 //!
-//! Amounts travel as decimal strings (`"12.34"`) and live as `i64` minor units
+//! Amounts travel as decimal strings in the currency's major unit (USD `"12.34"`
+//! is twelve dollars 34 cents, JPY `"1234"` is 1 234 yen) and live as `i64` minor units
 //! (`1234` cents). Parsing never rounds: more fraction digits than the currency
 //! allows is an error. Arithmetic is checked; callers turn `None` into an error.
 
@@ -81,10 +82,19 @@ impl Currency {
         self.exponent
     }
 
-    /// Parses a decimal string such as `"12.34"` into minor units.
+    /// An amount of this currency as the API writes it: 1 250 minor units, so
+    /// USD `"12.50"`, JPY `"1250"`, KWD `"1.250"`. Quoted in validation messages.
+    pub fn example_amount(&self) -> String {
+        self.format_amount(1250)
+    }
+
+    /// Parses a decimal string in the currency's major unit, such as USD
+    /// `"12.34"`, into minor units (1234).
     ///
     /// Refuses signs, exponents, blanks, more fraction digits than the currency
-    /// has, and values that do not fit in `i64` minor units.
+    /// has, and values that do not fit in `i64` minor units. The messages say
+    /// the unit: a client that sends cents where dollars are meant gets an order
+    /// a hundred times too expensive, so it must be told before it does.
     pub fn parse_amount(&self, text: &str) -> Result<i64, String> {
         let (whole, fraction) = match text.split_once('.') {
             Some((w, f)) => (w, f),
@@ -93,7 +103,10 @@ impl Currency {
         let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         if whole.is_empty() || !digits_only(whole) || !digits_only(fraction) {
             return Err(format!(
-                "must be a decimal string such as \"12.34\", got {text:?}"
+                "must be a decimal string in the currency's major unit, such as {:?} for {} {}, got {text:?}",
+                self.example_amount(),
+                self.example_amount(),
+                self.code
             ));
         }
         if text.contains('.') && fraction.is_empty() {
@@ -101,10 +114,11 @@ impl Currency {
         }
         if fraction.len() > usize::from(self.exponent) {
             return Err(format!(
-                "has {} fraction digits but {} allows at most {}",
+                "has {} fraction digits but {} allows at most {} (amounts are in the major unit, such as {:?})",
                 fraction.len(),
                 self.code,
-                self.exponent
+                self.exponent,
+                self.example_amount()
             ));
         }
         let too_large = || format!("{text} is too large");
@@ -194,6 +208,23 @@ mod tests {
             "", "-1", "+1", "1e3", " 1", "1.", ".5", "1,00", "abc", "1.2.3",
         ] {
             assert!(usd().parse_amount(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn refusals_say_amounts_are_in_the_major_unit_with_this_currencys_example() {
+        let jpy = Currency::parse("JPY").unwrap();
+        let kwd = Currency::parse("KWD").unwrap();
+        for (currency, bad, example) in [
+            (usd(), "12,50", "\"12.50\""),
+            (usd(), "1.234", "\"12.50\""),
+            (jpy, "1.5", "\"1250\""),
+            (kwd, "x", "\"1.250\""),
+        ] {
+            let message = currency.parse_amount(bad).unwrap_err();
+            assert!(message.contains("major unit"), "{message}");
+            assert!(!message.contains("minor unit"), "{message}");
+            assert!(message.contains(example), "{message}");
         }
     }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContactBuilder, LicenseBuilder};
 
 /// Opens the event store the arguments name, running its migrations.
 async fn open_event_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
@@ -254,7 +255,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Order Platform listening on http://{address} (events in {store}, data dir {dir})\n\
          Get a token:  TOKEN=$({me} token --sub alice --role customer --data-dir {dir})\n\
          Then:         curl -H \"Authorization: Bearer $TOKEN\" http://{address}/api/v1/orders\n\
-         API document: http://{address}/api/v1/openapi.json"
+         API docs:     http://{address}/api/docs (OpenAPI: http://{address}/api/v1/openapi.json)"
     );
     tracing::info!(%address, event_store = store, "listening");
     app.run_until(shutdown_signal()).await?;
@@ -326,6 +327,19 @@ fn app(
     let (api, mut openapi) = commands.merge(queries).merge(admin).split_for_parts();
     openapi.info.title = "Order Platform API".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();
+    // Ours, not the defaults utoipa-axum fills in from its own Cargo manifest
+    // (its authors as contact, its dual licence).
+    openapi.info.contact = Some(
+        ContactBuilder::new()
+            .name(Some("Order Platform maintainers"))
+            .build(),
+    );
+    openapi.info.license = Some(
+        LicenseBuilder::new()
+            .name(env!("CARGO_PKG_LICENSE"))
+            .identifier(Some(env!("CARGO_PKG_LICENSE")))
+            .build(),
+    );
     openapi.info.description = Some(
         "Event-sourced order management. Errors are RFC 9457 problem documents. \
          Any API request may also be answered 503 with code `overloaded` (the server \
@@ -370,6 +384,7 @@ fn app(
     };
     let routes = order_http::bounded(api, &limits)
         .merge(order_http::operational_router(checks))
+        .merge(crate::docs::router())
         .fallback(|| async {
             ApiError::not_found("route_not_found", "no such route; see /api/v1/openapi.json")
         })

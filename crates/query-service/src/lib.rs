@@ -581,6 +581,10 @@ pub struct HistoryEntry {
     actor: String,
     correlation_id: String,
     causation_id: Uuid,
+    /// The event's data as stored. Unlike the rest of the API, amounts here are
+    /// integers in the currency's minor unit: `"unitPrice": 1250` in a USD order
+    /// is 12.50 dollars (the order's bodies say `"12.50"`).
+    #[schema(example = json!({"line": {"sku": "MUG-1", "productName": "Blue mug", "quantity": 2, "unitPrice": 1250}, "currency": "USD"}))]
     data: serde_json::Value,
 }
 

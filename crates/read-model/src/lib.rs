@@ -98,7 +98,7 @@ pub struct CurrencyStats {
     /// All orders in that currency matching the filter.
     pub order_count: u64,
     /// Exact sum of the totals of matching orders neither REJECTED nor CANCELED,
-    /// as a decimal string in that currency.
+    /// as a decimal string in that currency's major unit (USD `"12.50"`).
     pub total_amount: String,
 }
 

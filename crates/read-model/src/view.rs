@@ -19,7 +19,8 @@ pub struct OrderView {
     pub currency: String,
     /// In the order the lines were first added.
     pub items: Vec<ItemView>,
-    /// Decimal string with the currency's exponent (`"12.30"`).
+    /// Sum of the line totals: a decimal string in the currency's major unit with
+    /// exactly its number of fraction digits (USD `"12.30"`, JPY `"1230"`, KWD `"1.230"`).
     #[schema(example = "12.30")]
     pub total_amount: String,
     /// Number of events applied; the order's `ETag`.
@@ -28,14 +29,19 @@ pub struct OrderView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// One line of an [`OrderView`]; amounts are decimal strings in the order's currency.
+/// One line of an [`OrderView`]; amounts are decimal strings in the major unit of
+/// the order's currency, with exactly its number of fraction digits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemView {
     pub sku: String,
     pub product_name: String,
     pub quantity: u32,
+    /// Price of one unit in the currency's major unit (USD `"12.50"` is twelve dollars fifty).
+    #[schema(example = "12.50")]
     pub unit_price: String,
+    /// `unitPrice` × `quantity`, in the same unit.
+    #[schema(example = "25.00")]
     pub line_total: String,
 }
 

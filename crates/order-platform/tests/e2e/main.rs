@@ -9,6 +9,7 @@ mod support;
 
 mod app;
 mod concurrency;
+mod docs_page;
 mod errors;
 mod fresh_start;
 mod history_pages;
