@@ -8,6 +8,7 @@
 mod admin;
 pub mod cli;
 mod config;
+mod relay;
 mod serve;
 
 pub use cli::{ServeArgs, StoreArgs};

@@ -1,0 +1,159 @@
+//! `order-platform relay`: the Kafka relay (`order-relay`) as a process, with its operational
+//! endpoints (`/health/live`, `/health/ready`, `/metrics`) on `--listen`.
+
+use crate::cli::RelayArgs;
+use crate::serve::{init_logging, shutdown_signal};
+use anyhow::Context;
+use order_event_store::{EventStore, PostgresEventStore};
+use order_relay::{Relay, RelayConfig};
+use sqlx::postgres::PgConnectOptions;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long the relay may take to finish its transaction once asked to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between attempts to reach PostgreSQL at start-up.
+const CONNECT_RETRY: Duration = Duration::from_secs(2);
+
+/// The settings the relay cannot run without, named as the user can give them.
+fn required(
+    value: Option<String>,
+    flag: &str,
+    variable: &str,
+    key: &str,
+) -> anyhow::Result<String> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => anyhow::bail!(
+            "the relay needs --{flag} (or {variable}, or `{key}` in the --config file)"
+        ),
+    }
+}
+
+/// Checks the settings and turns them into the relay's configuration and the store's options.
+pub(crate) fn settings(args: &RelayArgs) -> anyhow::Result<(PgConnectOptions, RelayConfig)> {
+    let url = required(
+        args.database_url.clone(),
+        "database-url",
+        "ORDER_PLATFORM_DATABASE_URL",
+        "database_url",
+    )?;
+    let options = PgConnectOptions::from_str(&url)
+        .context("ORDER_PLATFORM_DATABASE_URL / --database-url is not a valid postgres:// URL")?;
+    let config = RelayConfig {
+        bootstrap_servers: required(
+            args.kafka_bootstrap_servers.clone(),
+            "kafka-bootstrap-servers",
+            "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
+            "kafka_bootstrap_servers",
+        )?,
+        schema_registry_url: required(
+            args.schema_registry_url.clone(),
+            "schema-registry-url",
+            "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
+            "schema_registry_url",
+        )?,
+        topic: args.topic.clone(),
+        partitions: args.partitions,
+        replication_factor: args.replication_factor,
+        batch_size: args.batch_size as usize,
+        kafka_timeout: args.kafka_timeout,
+    };
+    if config.topic.is_empty()
+        || !config
+            .topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        anyhow::bail!(
+            "topic {:?} is not a valid Kafka topic name (letters, digits, '.', '_', '-')",
+            config.topic
+        );
+    }
+    if !(1..=10_000).contains(&config.partitions) {
+        anyhow::bail!(
+            "partitions must be from 1 to 10000, not {}",
+            config.partitions
+        );
+    }
+    if !(1..=100).contains(&config.replication_factor) {
+        anyhow::bail!(
+            "replication_factor must be from 1 to 100, not {}",
+            config.replication_factor
+        );
+    }
+    if !(1..=100_000).contains(&config.batch_size) {
+        anyhow::bail!(
+            "batch_size must be from 1 to 100000, not {}",
+            config.batch_size
+        );
+    }
+    Ok((options, config))
+}
+
+/// Connects to the event store, waiting (and saying so) while PostgreSQL is unreachable.
+async fn connect(options: &PgConnectOptions) -> Arc<dyn EventStore> {
+    loop {
+        match PostgresEventStore::connect(options.clone(), 4).await {
+            Ok(store) => return Arc::new(store),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = CONNECT_RETRY.as_secs(),
+                    "cannot open the PostgreSQL event store; retrying");
+                tokio::time::sleep(CONNECT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// `order-platform relay`: runs until Ctrl-C or SIGTERM.
+pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    init_logging();
+    order_http::metrics_handle();
+    let (options, config) = settings(&args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let store = tokio::select! {
+        store = connect(&options) => store,
+        () = shutdown_signal() => return Ok(()),
+    };
+    let topic = config.topic.clone();
+    let relay = Arc::new(Relay::new(store, options, config));
+    let router = order_http::operational_router(relay.readiness_checks());
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let http = tokio::spawn({
+        let stopping = until_stopped(stopped.clone());
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopping)
+                .await
+        }
+    });
+    let lag = tokio::spawn({
+        let relay = relay.clone();
+        let stopping = until_stopped(stopped.clone());
+        async move { relay.watch_lag(stopping).await }
+    });
+    let running = tokio::spawn({
+        let relay = relay.clone();
+        let stopping = until_stopped(stopped);
+        async move { relay.run(stopping).await }
+    });
+    tracing::info!(%address, %topic, store = %relay.store_id(), "relay started (health and metrics on this address)");
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    let _ = stop.send(true);
+    if tokio::time::timeout(STOP_TIMEOUT, running).await.is_err() {
+        tracing::warn!("the relay did not stop in time; exiting anyway");
+    }
+    let _ = lag.await;
+    let _ = tokio::time::timeout(STOP_TIMEOUT, http).await;
+    tracing::info!("stopped");
+    Ok(())
+}
