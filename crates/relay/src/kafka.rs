@@ -292,15 +292,26 @@ impl Committed {
 }
 
 fn read_committed_consumer(bootstrap: &str) -> Result<BaseConsumer, RelayError> {
+    // Partitions are assigned by hand and no offset is ever committed; librdkafka still wants a
+    // group id for `assign`.
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "order-relay-scan")
         .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
+        // Reaching a partition's end is the point of every read here: do not linger there.
+        .set("fetch.wait.max.ms", "50")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| kafka_error("creating the consumer", e))
+}
+
+/// Closes a consumer without waiting for it: closing one that has a group id waits seconds for
+/// a group coordinator it never used, and nothing here depends on that close.
+fn close_in_background(consumer: BaseConsumer) {
+    std::thread::spawn(move || drop(consumer));
 }
 
 fn partitions(
@@ -404,6 +415,9 @@ pub async fn committed_cursor(
             let (low, high) = consumer
                 .fetch_watermarks(&topic, partition, timeout)
                 .map_err(|e| kafka_error("reading watermarks", e))?;
+            if high <= low {
+                continue; // empty
+            }
             // The tail may end in aborted messages and transaction markers: look back further
             // until a committed message shows up or the partition's start is reached.
             let mut window = 64;
@@ -429,6 +443,7 @@ pub async fn committed_cursor(
                 window = window.saturating_mul(8);
             }
         }
+        close_in_background(consumer);
         Ok(LogCursor { position: highest })
     })
     .await
@@ -451,6 +466,7 @@ pub async fn read_all_committed(
                 .map_err(|e| kafka_error("reading watermarks", e))?;
             all.extend(read_partition(&consumer, &topic, partition, low, timeout)?);
         }
+        close_in_background(consumer);
         Ok(all)
     })
     .await
@@ -461,7 +477,9 @@ pub async fn probe(config: &RelayConfig) -> Result<(), String> {
     let (bootstrap, topic) = (config.bootstrap_servers.clone(), config.topic.clone());
     blocking(move || {
         let consumer = read_committed_consumer(&bootstrap)?;
-        partitions(&consumer, &topic, Duration::from_secs(2)).map(|_| ())
+        let found = partitions(&consumer, &topic, Duration::from_secs(2)).map(|_| ());
+        close_in_background(consumer);
+        found
     })
     .await
     .map_err(|e| e.to_string())

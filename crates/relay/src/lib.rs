@@ -306,6 +306,7 @@ impl Relay {
         backoff: &mut Duration,
     ) -> Result<std::convert::Infallible, RelayError> {
         let store = self.store_id();
+        let started = Instant::now();
         let registry = SchemaRegistryClient::new(&self.config.schema_registry_url)?;
         let subject = order_messaging::registry::value_subject(&self.config.topic);
         registry
@@ -314,12 +315,19 @@ impl Relay {
         let schema = OrderEventSchema::current();
         let schema_id = registry.register(&subject, schema.text()).await?;
         let encoder = OrderEventEncoder::new(schema.clone(), schema_id);
+        let registered_ms = started.elapsed().as_millis() as u64;
         kafka::ensure_topic(&self.config).await?;
+        let topic_ms = started.elapsed().as_millis() as u64;
         let producer = kafka::transactional_producer(&self.config, store).await?;
+        let producer_ms = started.elapsed().as_millis() as u64;
         let mut cursor = kafka::committed_cursor(&self.config, store).await?;
         tracing::info!(
             position = cursor.position,
             schema_id,
+            registered_ms,
+            topic_ms,
+            producer_ms,
+            scanned_ms = started.elapsed().as_millis() as u64,
             "resuming after the last committed event"
         );
         self.lock().cursor = Some(cursor);
