@@ -157,3 +157,103 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::FileConfig;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// `relay` parsed from `argv` with `file` applied, as `main` does it, without consulting
+    /// the developer's ORDER_PLATFORM_* variables.
+    fn relay_args(argv: &[&str], file: &str) -> RelayArgs {
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None))
+            .mut_subcommand("relay", |s| s.mut_args(|a| a.env(None)))
+            .try_get_matches_from(argv)
+            .expect("valid arguments");
+        let Some(Command::Relay(mut args)) = Cli::from_arg_matches(&matches).unwrap().command
+        else {
+            panic!("not relay")
+        };
+        let file: FileConfig = toml::from_str(file).unwrap();
+        file.apply_to_relay(&mut args, matches.subcommand_matches("relay").unwrap());
+        args
+    }
+
+    #[test]
+    fn the_relay_takes_its_settings_from_flags_then_the_file_then_defaults() {
+        let file = "database_url = \"postgres://u:p@db/orders\"\n\
+                    kafka_bootstrap_servers = \"k1:9092\"\n\
+                    schema_registry_url = \"http://r/apis/ccompat/v7\"\n\
+                    partitions = 12\n\
+                    kafka_timeout = \"5s\"\n";
+        let args = relay_args(&["order-platform", "relay", "--topic", "mine"], file);
+        let (_, config) = settings(&args).unwrap();
+        assert_eq!(config.bootstrap_servers, "k1:9092");
+        assert_eq!(config.schema_registry_url, "http://r/apis/ccompat/v7");
+        assert_eq!(config.topic, "mine", "the flag wins");
+        assert_eq!(config.partitions, 12, "from the file");
+        assert_eq!(config.replication_factor, 1, "default");
+        assert_eq!(config.batch_size, 500, "default");
+        assert_eq!(config.kafka_timeout, Duration::from_secs(5));
+        assert_eq!(args.listen, "127.0.0.1:8090".parse().unwrap());
+
+        let args = relay_args(
+            &[
+                "order-platform",
+                "relay",
+                "--kafka-bootstrap-servers",
+                "k2:9092",
+                "--partitions",
+                "2",
+            ],
+            file,
+        );
+        let (_, config) = settings(&args).unwrap();
+        assert_eq!(config.bootstrap_servers, "k2:9092");
+        assert_eq!(config.partitions, 2);
+        assert_eq!(config.topic, "order-events");
+    }
+
+    #[test]
+    fn a_missing_or_bad_setting_is_named() {
+        let args = relay_args(&["order-platform", "relay"], "");
+        let error = settings(&args).unwrap_err().to_string();
+        assert!(error.contains("--database-url"), "{error}");
+        assert!(error.contains("ORDER_PLATFORM_DATABASE_URL"), "{error}");
+
+        let args = relay_args(
+            &[
+                "order-platform",
+                "relay",
+                "--database-url",
+                "postgres://db/x",
+            ],
+            "schema_registry_url = \"http://r\"",
+        );
+        let error = settings(&args).unwrap_err().to_string();
+        assert!(error.contains("--kafka-bootstrap-servers"), "{error}");
+        assert!(error.contains("kafka_bootstrap_servers"), "{error}");
+
+        let args = relay_args(
+            &[
+                "order-platform",
+                "relay",
+                "--database-url",
+                "postgres://db/x",
+                "--topic",
+                "a b",
+            ],
+            "schema_registry_url = \"http://r\"\nkafka_bootstrap_servers = \"k\"\npartitions = 0",
+        );
+        let error = settings(&args).unwrap_err().to_string();
+        assert!(error.contains("\"a b\""), "{error}");
+        assert!(
+            Cli::command()
+                .try_get_matches_from(["order-platform", "relay", "--partitions", "0"])
+                .is_err()
+        );
+    }
+}

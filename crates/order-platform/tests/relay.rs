@@ -477,7 +477,7 @@ async fn keep_appending(
             .unwrap();
         *version += 1;
         n += 1;
-        if n % 20 == 0 {
+        if n.is_multiple_of(20) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
