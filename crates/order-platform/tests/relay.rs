@@ -608,6 +608,24 @@ async fn a_standby_relay_takes_over_within_seconds_when_the_leader_is_killed() {
         role(&client, ports[1 - leader]).await.as_deref(),
         Some("leader")
     );
+    let metrics = client
+        .get(format!("http://127.0.0.1:{}/metrics", ports[1 - leader]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "order_platform_relay_events_published_total",
+        "order_platform_relay_events_behind",
+        "order_platform_relay_lag_seconds",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
     eprintln!("the standby took over and published within {took:?} of the leader's death");
     assert!(took < Duration::from_secs(15), "takeover took {took:?}");
     relays[1 - leader].kill().unwrap();
