@@ -258,34 +258,42 @@ impl Relay {
             };
             tracing::info!(topic = %self.config.topic, "took the relay lease: publishing");
             self.set_role(Role::Leader);
-            let term = tokio::select! {
-                biased;
-                () = &mut shutdown => Term::Shutdown,
-                reason = lease.lost() => Term::LeaseLost(reason),
-                e = self.lead(&mut backoff) => Term::Failed(e),
+            // Sessions follow one another while the lease holds: a failed session (Kafka or
+            // the registry down, say) keeps the lease and tries again after a back-off, so the
+            // relays do not hand leadership around while a shared dependency is down.
+            let lost = loop {
+                let term = tokio::select! {
+                    biased;
+                    () = &mut shutdown => Term::Shutdown,
+                    reason = lease.lost() => Term::LeaseLost(reason),
+                    e = self.lead(&mut backoff) => Term::Failed(e),
+                };
+                match term {
+                    Term::Shutdown => return self.set_role(Role::Stopped),
+                    Term::LeaseLost(reason) => break reason,
+                    Term::Failed(e) => {
+                        tracing::warn!(error = %e, dependency = ?e.dependency(),
+                            retry_in_ms = backoff.as_millis() as u64, "relay failed; starting over");
+                        self.failed(&e);
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        tokio::select! {
+                            biased;
+                            () = &mut shutdown => return self.set_role(Role::Stopped),
+                            reason = lease.lost() => break reason,
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                    }
+                }
             };
             drop(lease);
-            let pause = match term {
-                Term::Shutdown => return self.set_role(Role::Stopped),
-                Term::LeaseLost(reason) => {
-                    let e = RelayError::Lease(reason);
-                    tracing::warn!(error = %e, "lost the relay lease: stepping down");
-                    self.failed(&e);
-                    BACKOFF_START
-                }
-                Term::Failed(e) => {
-                    tracing::warn!(error = %e, dependency = ?e.dependency(), retry_in_ms = backoff.as_millis() as u64,
-                        "relay failed; starting over");
-                    self.failed(&e);
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                    pause
-                }
-            };
+            let e = RelayError::Lease(lost);
+            tracing::warn!(error = %e, "lost the relay lease: stepping down");
+            self.failed(&e);
             tokio::select! {
                 biased;
                 () = &mut shutdown => return self.set_role(Role::Stopped),
-                () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep(BACKOFF_START) => {}
             }
         }
     }
