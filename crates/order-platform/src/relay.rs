@@ -4,11 +4,13 @@
 use crate::cli::RelayArgs;
 use crate::serve::{init_logging, shutdown_signal};
 use anyhow::Context;
+use async_trait::async_trait;
 use order_event_store::{EventStore, PostgresEventStore};
+use order_http::ReadinessCheck;
 use order_relay::{Relay, RelayConfig};
 use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -93,16 +95,63 @@ pub(crate) fn settings(args: &RelayArgs) -> anyhow::Result<(PgConnectOptions, Re
     Ok((options, config))
 }
 
-/// Connects to the event store, waiting (and saying so) while PostgreSQL is unreachable.
-async fn connect(options: &PgConnectOptions) -> Arc<dyn EventStore> {
+/// Connects to the event store, waiting (and saying so, in the log and in `/health/ready`)
+/// while PostgreSQL is unreachable.
+async fn connect(options: &PgConnectOptions, starting: &Starting) -> Arc<dyn EventStore> {
     loop {
         match PostgresEventStore::connect(options.clone(), 4).await {
             Ok(store) => return Arc::new(store),
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_s = CONNECT_RETRY.as_secs(),
                     "cannot open the PostgreSQL event store; retrying");
+                *starting.error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                 tokio::time::sleep(CONNECT_RETRY).await;
             }
+        }
+    }
+}
+
+/// The readiness checks before the relay exists (it needs the store's identity) and after:
+/// `/health/ready` answers from the start, naming PostgreSQL while it is unreachable.
+#[derive(Default)]
+struct Starting {
+    relay: OnceLock<Vec<Arc<dyn ReadinessCheck>>>,
+    /// The last failure to open the event store.
+    error: Mutex<Option<String>>,
+}
+
+/// One of the relay's checks, by position in [`Relay::readiness_checks`], answered for it
+/// until the relay exists.
+struct Deferred {
+    name: &'static str,
+    index: usize,
+    starting: Arc<Starting>,
+}
+
+#[async_trait]
+impl ReadinessCheck for Deferred {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    async fn check(&self) -> Result<(), String> {
+        match self.starting.relay.get() {
+            Some(checks) => checks[self.index].check().await,
+            None if self.name == "eventStore" => Err(format!(
+                "connecting to PostgreSQL: {}",
+                self.starting
+                    .error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_deref()
+                    .unwrap_or("first attempt")
+            )),
+            None => Err("not started: waiting for the event store".into()),
+        }
+    }
+    async fn detail(&self) -> Option<serde_json::Value> {
+        match self.starting.relay.get() {
+            Some(checks) => checks[self.index].detail().await,
+            None => None,
         }
     }
 }
@@ -116,13 +165,20 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
-    let store = tokio::select! {
-        store = connect(&options) => store,
-        () = shutdown_signal() => return Ok(()),
-    };
-    let topic = config.topic.clone();
-    let relay = Arc::new(Relay::new(store, options, config));
-    let router = order_http::operational_router(relay.readiness_checks());
+    let starting = Arc::new(Starting::default());
+    // The names and order of `Relay::readiness_checks`.
+    let checks = ["kafka", "schemaRegistry", "eventStore", "relay"]
+        .into_iter()
+        .enumerate()
+        .map(|(index, name)| {
+            Arc::new(Deferred {
+                name,
+                index,
+                starting: starting.clone(),
+            }) as Arc<dyn ReadinessCheck>
+        })
+        .collect();
+    let router = order_http::operational_router(checks);
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -135,6 +191,16 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
                 .await
         }
     });
+    let store = tokio::select! {
+        store = connect(&options, &starting) => store,
+        () = shutdown_signal() => {
+            let _ = stop.send(true);
+            return Ok(());
+        }
+    };
+    let topic = config.topic.clone();
+    let relay = Arc::new(Relay::new(store, options, config));
+    let _ = starting.relay.set(relay.readiness_checks());
     let lag = tokio::spawn({
         let relay = relay.clone();
         let stopping = until_stopped(stopped.clone());
