@@ -21,6 +21,7 @@ use order_event_store::StoreId;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How often a standby tries to take the lock, and a leader checks it still holds it.
 pub const POLL: Duration = Duration::from_secs(1);
@@ -35,9 +36,13 @@ fn name(store: StoreId, topic: &str) -> String {
     format!("order-relay/{}/{topic}", store.0)
 }
 
-/// A held lease: the connection that holds the lock.
+/// A held lease. A task of its own owns the connection that holds the lock and checks it every
+/// [`POLL`]; dropping the lease stops the task and closes the connection, which releases the
+/// lock.
 pub struct Lease {
-    connection: PgConnection,
+    /// Set (with the reason) by the task when the connection fails a check.
+    lost: watch::Receiver<Option<String>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Lease {
@@ -55,18 +60,36 @@ impl Lease {
             .bind(name(store, topic))
             .fetch_one(&mut connection)
             .await?;
-        Ok(taken.then_some(Lease { connection }))
+        if !taken {
+            return Ok(None);
+        }
+        let (report, lost) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            let reason = loop {
+                tokio::time::sleep(POLL).await;
+                match tokio::time::timeout(CHECK_TIMEOUT, connection.ping()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break format!("the lease connection failed: {e}"),
+                    Err(_) => break "the lease connection did not answer".to_string(),
+                }
+            };
+            let _ = report.send(Some(reason));
+        });
+        Ok(Some(Lease { lost, task }))
     }
 
-    /// Resolves when the lease is lost (the connection fails a check). Cancel-safe.
+    /// Resolves, with the reason, once the lease is lost. Cancel-safe: the checks run in the
+    /// lease's own task, whatever happens to this future.
     pub async fn lost(&mut self) -> String {
-        loop {
-            tokio::time::sleep(POLL).await;
-            match tokio::time::timeout(CHECK_TIMEOUT, self.connection.ping()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return format!("the lease connection failed: {e}"),
-                Err(_) => return "the lease connection did not answer".to_string(),
-            }
+        match self.lost.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => "the lease task ended".to_string(),
         }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
