@@ -681,6 +681,66 @@ async fn throughput() {
     fixture.clean_up().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_connection_is_terminated_steps_down_and_nothing_is_published_twice() {
+    let fixture = Fixture::new().await;
+    let options = PgConnectOptions::from_str(&fixture.db.url).unwrap();
+    let a = Running::start(Relay::new(
+        fixture.store.clone(),
+        options.clone(),
+        fixture.config(),
+    ));
+    append_every_type(&fixture.store).await;
+    let count = fixture.all_events().await.len();
+    fixture
+        .wait_for_messages(count, Duration::from_secs(30))
+        .await;
+    let b = Running::start(Relay::new(fixture.store.clone(), options, fixture.config()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(a.relay.health().role, Role::Leader);
+    assert_eq!(b.relay.health().role, Role::Standby);
+
+    // An operator (or a failover of the database) ends the leader's lease session.
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND classid = x'4f52'::int::oid AND database = \
+         (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(fixture.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true], "one lease connection");
+    append_every_type(&fixture.store).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let roles = loop {
+        let roles = (a.relay.health().role, b.relay.health().role);
+        let one_leader = matches!(
+            roles,
+            (Role::Leader, Role::Standby) | (Role::Standby, Role::Leader)
+        );
+        if (one_leader && a.relay.health().failing_on.is_some()) || Instant::now() > deadline {
+            break roles;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        a.relay
+            .health()
+            .last_error
+            .unwrap_or_default()
+            .contains("lease"),
+        "the old leader noticed: {roles:?}"
+    );
+    let events = fixture.all_events().await;
+    let messages = fixture
+        .wait_for_messages(events.len(), Duration::from_secs(30))
+        .await;
+    assert_published_exactly_once(&fixture, &events, &messages).await;
+    a.stop().await;
+    b.stop().await;
+    fixture.clean_up().await;
+}
+
 /// A private single-node KRaft broker for one test, from the Kafka jars `dev/stack` fetched
 /// (`ORDER_RELAY_TEST_KAFKA_LIBS`, e.g. `~/.cache/order-platform-stack/kafka_2.13-4.4.0-*/libs`),
 /// so that the test can kill and restart it without touching the shared one.
