@@ -4,7 +4,7 @@
 //! With no arguments it runs `serve`: the whole platform in one process on
 //! embedded defaults (SQLite in `./data`, http://127.0.0.1:8080).
 
-use crate::{config, serve};
+use crate::{config, relay, serve};
 use anyhow::Context;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use config::FileConfig;
@@ -42,6 +42,52 @@ pub(crate) enum Command {
     Token(TokenArgs),
     /// Create or upgrade the event store and read model schemas, then exit.
     Migrate(StoreArgs),
+    /// Publish the PostgreSQL event store's log to Kafka, exactly once (one active relay per
+    /// store and topic; start several, the others wait as standbys).
+    Relay(RelayArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct RelayArgs {
+    /// Address of the relay's /health/live, /health/ready and /metrics.
+    #[arg(long, env = "ORDER_PLATFORM_LISTEN", default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// The PostgreSQL event store to publish, e.g. postgres://user:pass@host/db (required;
+    /// also holds the relay's leader lease).
+    #[arg(long, env = "ORDER_PLATFORM_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Kafka bootstrap servers, e.g. broker1:9092,broker2:9092 (required).
+    #[arg(
+        long,
+        env = "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
+        value_name = "HOST:PORT,..."
+    )]
+    pub kafka_bootstrap_servers: Option<String>,
+    /// The Schema Registry's Confluent-compatible API root, e.g.
+    /// http://registry:8081/apis/ccompat/v7 (required). The schema is registered under
+    /// `<topic>-value` with compatibility FULL_TRANSITIVE.
+    #[arg(long, env = "ORDER_PLATFORM_SCHEMA_REGISTRY_URL", value_name = "URL")]
+    pub schema_registry_url: Option<String>,
+    /// The topic to publish to (created if missing).
+    #[arg(long, env = "ORDER_PLATFORM_TOPIC", default_value = "order-events")]
+    pub topic: String,
+    /// Partitions of the topic, when the relay creates it (an existing topic is left as is).
+    #[arg(long, env = "ORDER_PLATFORM_PARTITIONS", default_value_t = 6,
+        value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub partitions: i32,
+    /// Replication factor of the topic, when the relay creates it (3 in production).
+    #[arg(long, env = "ORDER_PLATFORM_REPLICATION_FACTOR", default_value_t = 1,
+        value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub replication_factor: i32,
+    /// Most events per Kafka transaction.
+    #[arg(long, env = "ORDER_PLATFORM_BATCH_SIZE", default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_size: u32,
+    /// Deadline of each Kafka call: transaction begin/commit/abort, metadata, the checkpoint
+    /// scan of the topic (e.g. 30s).
+    #[arg(long, env = "ORDER_PLATFORM_KAFKA_TIMEOUT", default_value = "30s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub kafka_timeout: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -166,6 +212,13 @@ pub fn run() -> anyhow::Result<()> {
         Command::Migrate(mut args) => {
             file.apply_to_store(&mut args, &given);
             runtime()?.block_on(serve::migrate(args))
+        }
+        Command::Relay(mut args) => {
+            file.apply_to_relay(&mut args, &given);
+            let runtime = runtime()?;
+            let relayed = runtime.block_on(relay::relay(args));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            relayed
         }
         Command::Serve(mut args) => {
             file.apply_to_serve(&mut args, &given);

@@ -14,12 +14,21 @@
 //! request_timeout = "30s"                   # durations: ms, s, m or h
 //! max_in_flight = 512
 //! shutdown_timeout = "20s"
+//! # relay
+//! kafka_bootstrap_servers = "kafka:9092"
+//! schema_registry_url = "http://registry:8081/apis/ccompat/v7"
+//! topic = "order-events"
+//! partitions = 6
+//! replication_factor = 3
+//! batch_size = 500
+//! kafka_timeout = "30s"
 //! ```
 //!
 //! The file is checked whole before anything starts: an unknown key, a value of
 //! the wrong type or an unparsable address is an error that names the key and
 //! its line, even for a key the running subcommand does not use.
 
+use crate::cli::RelayArgs;
 use crate::{ServeArgs, StoreArgs};
 use anyhow::{Context, anyhow};
 use clap::ArgMatches;
@@ -43,6 +52,14 @@ pub struct FileConfig {
     max_in_flight: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     shutdown_timeout: Option<Duration>,
+    kafka_bootstrap_servers: Option<String>,
+    schema_registry_url: Option<String>,
+    topic: Option<String>,
+    partitions: Option<i32>,
+    replication_factor: Option<i32>,
+    batch_size: Option<u32>,
+    #[serde(default, deserialize_with = "duration")]
+    kafka_timeout: Option<Duration>,
 }
 
 /// A duration such as `500ms`, `30s`, `2m` or `1h`: at least 1 ms, at most a day.
@@ -139,6 +156,45 @@ impl FileConfig {
             "shutdown_timeout",
         );
         self.apply_to_store(&mut args.store, given);
+    }
+
+    /// Fills the settings of `relay` that neither a flag nor the environment set.
+    pub fn apply_to_relay(&self, args: &mut RelayArgs, given: &ArgMatches) {
+        fill(&mut args.listen, self.listen, given, "listen");
+        let some = |v: &Option<String>| v.clone().map(Some);
+        fill(
+            &mut args.database_url,
+            some(&self.database_url),
+            given,
+            "database_url",
+        );
+        fill(
+            &mut args.kafka_bootstrap_servers,
+            some(&self.kafka_bootstrap_servers),
+            given,
+            "kafka_bootstrap_servers",
+        );
+        fill(
+            &mut args.schema_registry_url,
+            some(&self.schema_registry_url),
+            given,
+            "schema_registry_url",
+        );
+        fill(&mut args.topic, self.topic.clone(), given, "topic");
+        fill(&mut args.partitions, self.partitions, given, "partitions");
+        fill(
+            &mut args.replication_factor,
+            self.replication_factor,
+            given,
+            "replication_factor",
+        );
+        fill(&mut args.batch_size, self.batch_size, given, "batch_size");
+        fill(
+            &mut args.kafka_timeout,
+            self.kafka_timeout,
+            given,
+            "kafka_timeout",
+        );
     }
 
     /// Fills the storage settings (used by `serve` and `migrate`).

@@ -9,6 +9,7 @@ mod admin;
 pub mod cli;
 mod config;
 mod docs;
+mod relay;
 mod serve;
 
 pub use cli::{ServeArgs, StoreArgs};
