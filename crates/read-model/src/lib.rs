@@ -28,6 +28,7 @@
 #[cfg(feature = "testsuite")]
 pub mod conformance;
 pub mod cursor;
+pub mod fold;
 mod projector;
 pub mod search;
 mod sqlite;

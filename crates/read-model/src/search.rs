@@ -22,6 +22,9 @@ pub const MAX_WORDS: usize = 100;
 /// values to compare with order id and customer id for exact matches.
 #[derive(Debug, PartialEq, Eq)]
 pub struct SearchQuery {
+    /// The words of the input, trimmed of leading and trailing `-` and `_`; every
+    /// one must match (as a prefix of some token).
+    pub words: Vec<String>,
     pub fts: Option<String>,
     /// The trimmed input, for an exact customer id match.
     pub exact: String,
@@ -59,6 +62,7 @@ impl SearchQuery {
             .map(|id| id.to_string())
             .unwrap_or_else(|_| trimmed.to_string());
         Ok(SearchQuery {
+            words: words.iter().map(|w| w.to_string()).collect(),
             fts,
             exact: trimmed.to_string(),
             exact_order_id,
