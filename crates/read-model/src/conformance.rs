@@ -43,13 +43,23 @@ pub struct Log {
 impl Log {
     /// Runs `command` on order `id` at time `now`; returns the events it recorded.
     pub fn exec(&mut self, id: Uuid, command: Command, now: DateTime<Utc>) -> Vec<RecordedEvent> {
+        self.try_exec(id, &command, now).expect("command accepted")
+    }
+
+    /// Like [`Log::exec`], but a command the domain refuses records nothing and is `None`.
+    pub fn try_exec(
+        &mut self,
+        id: Uuid,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<RecordedEvent>> {
         let history = self.history.entry(id).or_default();
         let state = replay(history.iter());
         let ctx = CommandContext {
             actor: "tester".into(),
             now,
         };
-        let events = decide(&command, state.as_ref(), &ctx).expect("command accepted");
+        let events = decide(command, state.as_ref(), &ctx).ok()?;
         let mut recorded = Vec::new();
         for event in events {
             history.push(event.clone());
@@ -72,7 +82,7 @@ impl Log {
             self.events.push(r.clone());
             recorded.push(r);
         }
-        recorded
+        Some(recorded)
     }
 
     /// Creates an order and returns its id and the recorded events.
