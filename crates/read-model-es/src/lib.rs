@@ -385,7 +385,13 @@ impl EsReadStore {
                 }
             }
             if !body.is_empty() {
-                written_to = Some(self.bulk(index, body).await?);
+                // A rebuild's index serves no reads until the alias moves to it
+                // (refreshed once before that): no refresh per batch.
+                let refresh = match target {
+                    Target::Alias => self.refresh.param(),
+                    Target::Index(_) => "false",
+                };
+                written_to = Some(self.bulk(index, refresh, body).await?);
             }
         }
         let concrete = match (written_to, target) {
@@ -401,8 +407,8 @@ impl EsReadStore {
     /// Sends one `_bulk` request; returns the concrete index written. Version
     /// conflicts (409: a newer version is stored) are expected and skipped; any
     /// other failed item fails the batch.
-    async fn bulk(&self, index: &str, body: String) -> Result<String, ReadError> {
-        let path = format!("/{index}/_bulk?refresh={}", self.refresh.param());
+    async fn bulk(&self, index: &str, refresh: &str, body: String) -> Result<String, ReadError> {
+        let path = format!("/{index}/_bulk?refresh={refresh}");
         let answer = self.es.call_ndjson(&path, body).await?;
         if !answer.status.is_success() {
             return Err(failed(&Method::POST, &path, &answer));

@@ -3,12 +3,15 @@
 //! 1. Create `orders_v<N+1>` (the next free version) from the current mapping.
 //! 2. Fill it from the start of the event log, batch by batch, with the same
 //!    fold and version rules as the projector, while `orders_v<N>` keeps serving
-//!    every query and keeps being fed by the live projector.
+//!    every query and keeps being fed by the live projector. The new index is
+//!    not refreshed per batch (nobody reads it yet), only once before the swap.
 //! 3. Fence: put a write block on `orders_v<N>`. From here the live projector's
 //!    batches fail (it retries them: nothing is lost, see `lib.rs`), so the old
 //!    index can no longer move past what the log holds now.
-//! 4. Catch up to the head of the log: the new index now holds everything the
-//!    old one does.
+//! 4. Catch up to the head of the log (a read shorter than a batch): the new
+//!    index now holds everything the old one does, since the old one cannot
+//!    have applied anything appended after the fence. Commands keep being
+//!    appended throughout; the rebuild does not chase them to an empty read.
 //! 5. Move the alias in one `_aliases` call. Readers see the old index or the
 //!    new one, never neither. The live projector's retried batch lands in the new
 //!    index; what the rebuild applied already is skipped by version, and its
@@ -96,6 +99,7 @@ impl EsReadStore {
         new: &str,
         progress: &mut (dyn FnMut(&RebuildProgress) + Send),
     ) -> Result<RebuildReport, ReadError> {
+        let batch = batch.max(1);
         let unavailable = |e: order_event_store::StoreError| {
             ReadError::Unavailable(format!("reading the event log: {e}"))
         };
@@ -111,41 +115,47 @@ impl EsReadStore {
         let mut checkpoint = Checkpoint::default();
         let mut fenced = false;
         loop {
-            let read = log
-                .read_log(cursor, batch.max(1))
-                .await
-                .map_err(unavailable)?;
-            if read.events.is_empty() {
-                if fenced || old.is_none() {
-                    break;
-                }
-                // Caught up with a live old index: fence it, then catch up the rest.
-                if let Some(old) = old {
-                    self.set_write_block(old, true).await?;
-                }
-                fenced = true;
-                continue;
+            let read = log.read_log(cursor, batch).await.map_err(unavailable)?;
+            let short = read.events.len() < batch;
+            if !read.events.is_empty() {
+                checkpoint = Checkpoint {
+                    cursor: read.next,
+                    covered: read.covered,
+                };
+                self.apply_to(Target::Index(new), &read.events, checkpoint)
+                    .await?;
+                done += read.events.len() as u64;
+                total = total.max(done);
+                cursor = read.next;
+                let elapsed = started.elapsed();
+                let rate = done as f64 / elapsed.as_secs_f64().max(1e-6);
+                progress(&RebuildProgress {
+                    done,
+                    total,
+                    elapsed,
+                    rate,
+                    remaining: (rate > 0.0)
+                        .then(|| Duration::from_secs_f64((total - done) as f64 / rate)),
+                });
             }
-            checkpoint = Checkpoint {
-                cursor: read.next,
-                covered: read.covered,
-            };
-            self.apply_to(Target::Index(new), &read.events, checkpoint)
-                .await?;
-            done += read.events.len() as u64;
-            total = total.max(done);
-            cursor = read.next;
-            let elapsed = started.elapsed();
-            let rate = done as f64 / elapsed.as_secs_f64().max(1e-6);
-            progress(&RebuildProgress {
-                done,
-                total,
-                elapsed,
-                rate,
-                remaining: (rate > 0.0)
-                    .then(|| Duration::from_secs_f64((total - done) as f64 / rate)),
-            });
+            // A short read reached the head of the log as it was then.
+            if short {
+                match old {
+                    // Fenced already: the old index holds nothing past that head.
+                    _ if fenced => break,
+                    None => break,
+                    // Near the head with a live old index: fence it, then catch up
+                    // with whatever its projector applied before the fence.
+                    Some(old) => {
+                        self.set_write_block(old, true).await?;
+                        fenced = true;
+                    }
+                }
+            }
         }
+        self.es
+            .ok(Method::POST, &format!("/{new}/_refresh"), None)
+            .await?;
         // An empty log still gets its checkpoint document.
         self.store_checkpoint(new, checkpoint).await?;
         self.swap_alias(old, new).await?;
