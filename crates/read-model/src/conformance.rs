@@ -358,6 +358,37 @@ pub async fn filters_narrow_lists(store: &dyn ReadStore) {
     assert!(found(store, &nobody).await.is_empty());
 }
 
+pub async fn date_bounds_far_from_every_order_keep_all_or_nothing(store: &dyn ReadStore) {
+    sample_store(store).await;
+    let year = |y: i32| Utc.with_ymd_and_hms(y, 1, 1, 0, 0, 0).unwrap();
+    for (from, to, expected) in [
+        (Some(year(1900)), None, 7),
+        (Some(year(1960)), Some(year(2400)), 7),
+        (None, Some(year(3000)), 7),
+        (None, Some(year(1960)), 0),
+        (None, Some(year(1970)), 0),
+        (Some(year(2300)), None, 0),
+        (Some(year(2500)), Some(year(2600)), 0),
+    ] {
+        let filter = OrderFilter {
+            created_from: from,
+            created_to: to,
+            ..Default::default()
+        };
+        assert_eq!(
+            found(store, &filter).await.len(),
+            expected,
+            "{from:?}..{to:?}"
+        );
+        let stats = store.stats(&filter).await.unwrap();
+        assert_eq!(
+            stats.by_status.values().sum::<u64>(),
+            expected as u64,
+            "{from:?}..{to:?}"
+        );
+    }
+}
+
 pub async fn search_finds_products_skus_and_ids(store: &dyn ReadStore) {
     let (_, ids) = sample_store(store).await;
     assert_eq!(found(store, &search("kettle")).await, set(&ids, &[0, 3]));
@@ -721,6 +752,11 @@ macro_rules! read_store_conformance_tests {
             async fn filters_narrow_lists() {
                 let store = $open.await;
                 c::filters_narrow_lists(&*store).await
+            }
+            #[tokio::test]
+            async fn date_bounds_far_from_every_order_keep_all_or_nothing() {
+                let store = $open.await;
+                c::date_bounds_far_from_every_order_keep_all_or_nothing(&*store).await
             }
             #[tokio::test]
             async fn search_finds_products_skus_and_ids() {
