@@ -1,9 +1,11 @@
 //! The few Elasticsearch REST calls this crate makes, as JSON over reqwest.
 //!
 //! A thin layer on purpose: the adapter needs a dozen endpoints (`_bulk`, `_mget`,
-//! `_search`, `_doc`, index and alias admin), all plain JSON. The official
-//! `elasticsearch` crate would bring its own generated API surface and TLS stack
-//! for no gain here. Every failure becomes [`ReadError::Unavailable`] naming the
+//! `_search`, `_doc`, index and alias admin), all plain JSON, and reqwest is in the
+//! workspace already. The official `elasticsearch` crate has only alpha releases
+//! (8.19.0-alpha.1 for Elasticsearch 8), is some 72K lines of generated API,
+//! turns on native-tls by default and brings serde_with, lazy_static and others,
+//! while its request bodies would still be `serde_json::Value`s: no gain here. Every failure becomes [`ReadError::Unavailable`] naming the
 //! request, so a log line says which call failed and what Elasticsearch answered.
 
 use order_read_model::ReadError;
