@@ -17,15 +17,15 @@ const VERSION: &str = "o1";
 
 /// The fixed-width UTC text form used for `created_at` / `updated_at` columns:
 /// text order equals time order.
-pub(crate) fn time_key(t: &DateTime<Utc>) -> String {
+pub fn time_key(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
 /// The position after which the next page starts.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Key {
-    pub(crate) created_at: String,
-    pub(crate) order_id: String,
+pub struct Key {
+    pub created_at: String,
+    pub order_id: String,
 }
 
 fn direction(sort: SortOrder) -> &'static str {
@@ -35,7 +35,7 @@ fn direction(sort: SortOrder) -> &'static str {
     }
 }
 
-pub(crate) fn encode(sort: SortOrder, key: &Key) -> String {
+pub fn encode(sort: SortOrder, key: &Key) -> String {
     URL_SAFE_NO_PAD.encode(format!(
         "{VERSION}|{}|{}|{}",
         direction(sort),
@@ -44,7 +44,7 @@ pub(crate) fn encode(sort: SortOrder, key: &Key) -> String {
     ))
 }
 
-pub(crate) fn decode(sort: SortOrder, cursor: &str) -> Result<Key, ReadError> {
+pub fn decode(sort: SortOrder, cursor: &str) -> Result<Key, ReadError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)
         .map_err(|_| ReadError::InvalidCursor)?;

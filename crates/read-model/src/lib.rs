@@ -25,9 +25,12 @@
 //! watermark: [`Projector::wait_for`] resolves once everything a command's
 //! consistency token stands for has been applied.
 
-mod cursor;
+#[cfg(feature = "testsuite")]
+pub mod conformance;
+pub mod cursor;
+pub mod fold;
 mod projector;
-mod search;
+pub mod search;
 mod sqlite;
 mod view;
 

@@ -16,21 +16,24 @@ use uuid::Uuid;
 /// huge query. The API caps the text at 200 characters, which holds at most 100
 /// words, so through the API this is never reached: the documented `maxLength`
 /// is the whole rule.
-pub(crate) const MAX_WORDS: usize = 100;
+pub const MAX_WORDS: usize = 100;
 
 /// A parsed search: the FTS5 expression (if the input had any words) and the
 /// values to compare with order id and customer id for exact matches.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct SearchQuery {
-    pub(crate) fts: Option<String>,
+pub struct SearchQuery {
+    /// The words of the input, trimmed of leading and trailing `-` and `_`; every
+    /// one must match (as a prefix of some token).
+    pub words: Vec<String>,
+    pub fts: Option<String>,
     /// The trimmed input, for an exact customer id match.
-    pub(crate) exact: String,
+    pub exact: String,
     /// The input as an order id in its stored form (lower-case, hyphenated) when it is one.
-    pub(crate) exact_order_id: String,
+    pub exact_order_id: String,
 }
 
 impl SearchQuery {
-    pub(crate) fn parse(text: &str) -> Result<SearchQuery, ReadError> {
+    pub fn parse(text: &str) -> Result<SearchQuery, ReadError> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
             return Err(ReadError::InvalidQuery(
@@ -59,6 +62,7 @@ impl SearchQuery {
             .map(|id| id.to_string())
             .unwrap_or_else(|_| trimmed.to_string());
         Ok(SearchQuery {
+            words: words.iter().map(|w| w.to_string()).collect(),
             fts,
             exact: trimmed.to_string(),
             exact_order_id,
@@ -73,7 +77,7 @@ fn is_word_char(c: char) -> bool {
 /// The searchable text of an order besides its ids: product names and SKUs, and
 /// for those containing `-` or `_` also their parts, so that `SKU-123` (indexed as
 /// one token, the tokenizer keeps `-` and `_`) is found by `sku` and `123` too.
-pub(crate) fn terms(order: &Order) -> String {
+pub fn terms(order: &Order) -> String {
     let mut terms: Vec<String> = Vec::with_capacity(order.lines.len() * 2 + 1);
     let mut parts: Vec<String> = Vec::new();
     let texts = order

@@ -13,7 +13,7 @@ use crate::{
     SortOrder, Stats,
 };
 use async_trait::async_trait;
-use order_domain::{Currency, DecodeError, Order, OrderStatus, evolve};
+use order_domain::{Currency, Order, OrderStatus};
 use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent, StoreId};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
@@ -91,55 +91,11 @@ async fn load(tx: &mut Transaction<'_, Sqlite>, order_id: Uuid) -> Result<Slot, 
     }
 }
 
-/// Folds `event` into `slot` unless it is not the next event of that order.
+/// Folds `event` into `slot` (see [`crate::fold::fold_event`]).
 fn apply_one(slot: &mut Slot, event: &RecordedEvent) -> Result<(), ReadError> {
-    let stored = slot.order.as_ref().map_or(0, |o| o.version);
-    if event.version != stored + 1 {
-        if event.version > stored + 1 {
-            tracing::warn!(
-                order_id = %event.stream_id,
-                event_version = event.version,
-                stored_version = stored,
-                global_position = event.global_position,
-                "event skipped: it is ahead of the stored order; earlier events are missing"
-            );
-        }
-        return Ok(());
+    if crate::fold::fold_event(&mut slot.order, event)? {
+        slot.dirty = true;
     }
-    let domain_event = match event.decode() {
-        Ok(domain_event) => domain_event,
-        // A type from newer code: skip it rather than stop every order's
-        // projection. Any other failure (a known type that does not decode, a
-        // schema version this code cannot read) would misstate the order: stop.
-        Err(e) if matches!(e.reason, DecodeError::UnknownType { .. }) => {
-            tracing::warn!(
-                order_id = %event.stream_id,
-                event_type = %event.event_type,
-                event_version = event.version,
-                global_position = event.global_position,
-                error = %e,
-                "event of an unknown type skipped"
-            );
-            // Count it, so the order's later events still line up with its version.
-            if let Some(order) = slot.order.as_mut() {
-                order.version += 1;
-                slot.dirty = true;
-            }
-            return Ok(());
-        }
-        Err(e) => return Err(ReadError::Corrupt(e.to_string())),
-    };
-    let evolved = evolve(slot.order.take(), &domain_event);
-    if let Some(order) = &evolved
-        && order.id != event.stream_id
-    {
-        return Err(ReadError::Corrupt(format!(
-            "event {} of stream {} creates order {}",
-            event.event_id, event.stream_id, order.id
-        )));
-    }
-    slot.order = evolved;
-    slot.dirty = true;
     Ok(())
 }
 
