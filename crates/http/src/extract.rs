@@ -132,7 +132,7 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
-fn too_large() -> ApiError {
+pub(crate) fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",

@@ -113,6 +113,9 @@ pub fn common_layers(router: Router, body_limit: usize) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            read_whole_body(body_limit, request, next)
+        }))
         .layer(axum::middleware::from_fn(record_http_metrics))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -129,6 +132,44 @@ pub fn common_layers(router: Router, body_limit: usize) -> Router {
 /// label value is a time series the exporter keeps forever, so a client free to
 /// choose one (`curl -X M1`, `-X M2`, … or one path per request) could grow the
 /// server's memory without bound.
+/// How much of a body over the limit is still read (and dropped) so that the
+/// client, still sending, gets to read its 413; past this the connection is closed.
+const DRAIN_AT_MOST: usize = 64 * 1024 * 1024;
+
+/// Reads the request body before the handler runs: up to `limit` bytes are
+/// handed on; a longer body is read to its end (at most [`DRAIN_AT_MOST`]) and
+/// answered 413. Answering while the client is still sending would close the
+/// connection on unread input, and the client, busy writing, would often see a
+/// reset instead of the answer.
+async fn read_whole_body(limit: usize, request: Request, next: Next) -> Response {
+    use futures::StreamExt;
+    let (parts, body) = request.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return ApiError::bad_request("unreadable_body", "the request body could not be read")
+                .into_response();
+        };
+        total = total.saturating_add(chunk.len());
+        if total <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if total > DRAIN_AT_MOST {
+            let mut response = crate::extract::too_large().into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    }
+    if total > limit {
+        return crate::extract::too_large().into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(kept)))
+        .await
+}
+
 async fn record_http_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = route_label(request.extensions().get::<MatchedPath>());
