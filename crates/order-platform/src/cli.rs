@@ -89,6 +89,96 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDER_PLATFORM_SHUTDOWN_TIMEOUT", default_value = "20s",
         value_parser = config::parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// Whose tokens to trust. Without `--oidc-issuer`, the built-in key of the data
+/// dir (tokens from `order-platform token`); with it, that OIDC issuer only.
+#[derive(Args, Clone, Debug)]
+pub struct OidcArgs {
+    /// Trust bearer tokens of this OpenID Connect issuer (its URL exactly as in
+    /// the tokens' `iss`, e.g. https://sso.example.com/realms/orders) instead of
+    /// the built-in key. Its discovery document and keys are fetched at start-up.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_ISSUER", value_name = "URL",
+        value_parser = parse_issuer)]
+    pub oidc_issuer: Option<String>,
+    /// The audience (`aud`) tokens of the issuer must carry for this API.
+    /// Required with --oidc-issuer.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_AUDIENCE", value_name = "AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The issuer's client that stands for this API: its client roles
+    /// (`resource_access.<client>.roles`) count besides the realm roles; roles on
+    /// every other client are ignored. Default: the audience.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_CLIENT_ID", value_name = "CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// How long the issuer's keys (JWKS) are used before being fetched again: a
+    /// key removed at the issuer stops being accepted within this time.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_JWKS_CACHE", default_value = "5m",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub oidc_jwks_cache: Duration,
+    /// A token signed with a key we do not know makes us fetch the keys again,
+    /// at most once per this interval (made-up key ids cannot flood the issuer).
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_JWKS_MIN_REFRESH", default_value = "10s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub oidc_jwks_min_refresh: Duration,
+    /// Clock skew allowed when checking a token's `exp` and `nbf`.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_LEEWAY", default_value = "30s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub oidc_leeway: Duration,
+    /// At start-up, keep trying to reach the issuer for this long (it may be
+    /// starting too), then exit with an error naming it.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_STARTUP_TIMEOUT", default_value = "30s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub oidc_startup_timeout: Duration,
+}
+
+impl OidcArgs {
+    /// The verifier's configuration, `None` for the built-in key. Errors name
+    /// the setting that is missing.
+    pub fn config(&self) -> anyhow::Result<Option<order_oidc::OidcConfig>> {
+        let Some(issuer) = &self.oidc_issuer else {
+            if self.oidc_audience.is_some() || self.oidc_client_id.is_some() {
+                anyhow::bail!(
+                    "--oidc-audience / --oidc-client-id (ORDER_PLATFORM_OIDC_AUDIENCE, \
+                     ORDER_PLATFORM_OIDC_CLIENT_ID, oidc_audience, oidc_client_id) are set \
+                     but --oidc-issuer (ORDER_PLATFORM_OIDC_ISSUER, oidc_issuer) is not: \
+                     set the issuer too, or remove them to use the built-in key"
+                );
+            }
+            return Ok(None);
+        };
+        let audience = self.oidc_audience.clone().filter(|a| !a.trim().is_empty());
+        let Some(audience) = audience else {
+            anyhow::bail!(
+                "--oidc-issuer needs --oidc-audience (ORDER_PLATFORM_OIDC_AUDIENCE, \
+                 oidc_audience): the `aud` this API's tokens carry, e.g. order-platform-api"
+            );
+        };
+        let mut config = order_oidc::OidcConfig::new(issuer.clone(), audience);
+        if let Some(client) = &self.oidc_client_id {
+            config.client_id = client.clone();
+        }
+        config.jwks_cache = self.oidc_jwks_cache;
+        config.jwks_min_refresh = self.oidc_jwks_min_refresh;
+        config.leeway = self.oidc_leeway;
+        Ok(Some(config))
+    }
+}
+
+/// An issuer URL: http(s), no query or fragment.
+pub(crate) fn parse_issuer(text: &str) -> Result<String, String> {
+    let ok = (text.starts_with("https://") || text.starts_with("http://"))
+        && text.len() > "https://".len()
+        && !text.contains(['?', '#', ' ']);
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid issuer {text:?}; use the issuer's URL as in the tokens' `iss`, \
+             e.g. https://sso.example.com/realms/orders"
+        ))
+    }
 }
 
 impl ServeArgs {

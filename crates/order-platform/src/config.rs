@@ -14,13 +14,16 @@
 //! request_timeout = "30s"                   # durations: ms, s, m or h
 //! max_in_flight = 512
 //! shutdown_timeout = "20s"
+//! oidc_issuer = "https://sso.example.com/realms/orders"   # trust this issuer's tokens
+//! oidc_audience = "order-platform-api"
+//! oidc_jwks_cache = "5m"
 //! ```
 //!
 //! The file is checked whole before anything starts: an unknown key, a value of
 //! the wrong type or an unparsable address is an error that names the key and
 //! its line, even for a key the running subcommand does not use.
 
-use crate::{ServeArgs, StoreArgs};
+use crate::{OidcArgs, ServeArgs, StoreArgs};
 use anyhow::{Context, anyhow};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
@@ -43,6 +46,18 @@ pub struct FileConfig {
     max_in_flight: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     shutdown_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "issuer")]
+    oidc_issuer: Option<String>,
+    oidc_audience: Option<String>,
+    oidc_client_id: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    oidc_jwks_cache: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    oidc_jwks_min_refresh: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    oidc_leeway: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    oidc_startup_timeout: Option<Duration>,
 }
 
 /// A duration such as `500ms`, `30s`, `2m` or `1h`: at least 1 ms, at most a day.
@@ -83,6 +98,13 @@ pub fn parse_max_in_flight(text: &str) -> Result<usize, String> {
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn issuer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::cli::parse_issuer(&text)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }
@@ -139,6 +161,54 @@ impl FileConfig {
             "shutdown_timeout",
         );
         self.apply_to_store(&mut args.store, given);
+        self.apply_to_oidc(&mut args.oidc, given);
+    }
+
+    /// Fills the OIDC settings (used by `serve` and `gateway`).
+    pub fn apply_to_oidc(&self, args: &mut OidcArgs, given: &ArgMatches) {
+        let some = |v: &Option<String>| v.clone().map(Some);
+        fill(
+            &mut args.oidc_issuer,
+            some(&self.oidc_issuer),
+            given,
+            "oidc_issuer",
+        );
+        fill(
+            &mut args.oidc_audience,
+            some(&self.oidc_audience),
+            given,
+            "oidc_audience",
+        );
+        fill(
+            &mut args.oidc_client_id,
+            some(&self.oidc_client_id),
+            given,
+            "oidc_client_id",
+        );
+        fill(
+            &mut args.oidc_jwks_cache,
+            self.oidc_jwks_cache,
+            given,
+            "oidc_jwks_cache",
+        );
+        fill(
+            &mut args.oidc_jwks_min_refresh,
+            self.oidc_jwks_min_refresh,
+            given,
+            "oidc_jwks_min_refresh",
+        );
+        fill(
+            &mut args.oidc_leeway,
+            self.oidc_leeway,
+            given,
+            "oidc_leeway",
+        );
+        fill(
+            &mut args.oidc_startup_timeout,
+            self.oidc_startup_timeout,
+            given,
+            "oidc_startup_timeout",
+        );
     }
 
     /// Fills the storage settings (used by `serve` and `migrate`).
@@ -214,7 +284,10 @@ mod tests {
              snapshot_every = 7\n\
              request_timeout = \"750ms\"\n\
              max_in_flight = 3\n\
-             shutdown_timeout = \"2m\"\n",
+             shutdown_timeout = \"2m\"\n\
+             oidc_issuer = \"https://sso.example.com/realms/orders\"\n\
+             oidc_audience = \"api\"\n\
+             oidc_jwks_cache = \"1m\"\n",
         )
         .unwrap();
 
@@ -230,6 +303,17 @@ mod tests {
         assert_eq!(args.request_timeout, Duration::from_millis(750));
         assert_eq!(args.max_in_flight, 3);
         assert_eq!(args.shutdown_timeout, Duration::from_secs(120));
+        assert_eq!(
+            args.oidc.oidc_issuer.as_deref(),
+            Some("https://sso.example.com/realms/orders")
+        );
+        assert_eq!(args.oidc.oidc_audience.as_deref(), Some("api"));
+        assert_eq!(args.oidc.oidc_jwks_cache, Duration::from_secs(60));
+        assert_eq!(
+            args.oidc.oidc_leeway,
+            Duration::from_secs(30),
+            "the default"
+        );
 
         let args = serve(
             &[
@@ -297,6 +381,10 @@ mod tests {
             ("shutdown_timeout = \"soon\"", "shutdown_timeout"),
             ("max_in_flight = 0", "max_in_flight"),
             ("max_in_flight = \"many\"", "max_in_flight"),
+            ("oidc_issuer = \"sso.example.com\"", "oidc_issuer"),
+            ("oidc_audience = 3", "oidc_audience"),
+            ("oidc_jwks_cache = \"soon\"", "oidc_jwks_cache"),
+            ("oidc_leeway = 30", "oidc_leeway"),
         ] {
             let error = parse(file).unwrap_err().to_string();
             assert!(error.contains(key), "{file:?}: {error}");

@@ -10,5 +10,5 @@ pub mod cli;
 mod config;
 mod serve;
 
-pub use cli::{ServeArgs, StoreArgs};
+pub use cli::{OidcArgs, ServeArgs, StoreArgs};
 pub use serve::App;

@@ -14,6 +14,7 @@ mod fresh_start;
 mod history_pages;
 mod hostile;
 mod lifecycle;
+mod oidc;
 mod openapi_contract;
 mod operations;
 mod ownership;
