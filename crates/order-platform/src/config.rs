@@ -23,7 +23,7 @@
 //! the wrong type or an unparsable address is an error that names the key and
 //! its line, even for a key the running subcommand does not use.
 
-use crate::{OidcArgs, ServeArgs, StoreArgs};
+use crate::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
 use anyhow::{Context, anyhow};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
@@ -58,6 +58,20 @@ pub struct FileConfig {
     oidc_leeway: Option<Duration>,
     #[serde(default, deserialize_with = "duration")]
     oidc_startup_timeout: Option<Duration>,
+    // The gateway's.
+    command_url: Option<String>,
+    query_url: Option<String>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+    /// `{customer = "600/1m+100", anonymous = "60/1m"}`.
+    rate_limits: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "duration")]
+    command_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    query_timeout: Option<Duration>,
+    retries: Option<u32>,
+    cors_allow_origins: Option<Vec<String>>,
+    hsts: Option<bool>,
 }
 
 /// A duration such as `500ms`, `30s`, `2m` or `1h`: at least 1 ms, at most a day.
@@ -162,6 +176,85 @@ impl FileConfig {
         );
         self.apply_to_store(&mut args.store, given);
         self.apply_to_oidc(&mut args.oidc, given);
+    }
+
+    /// Fills the settings of `gateway` that neither a flag nor the environment set.
+    pub fn apply_to_gateway(
+        &self,
+        args: &mut GatewayArgs,
+        given: &ArgMatches,
+    ) -> anyhow::Result<()> {
+        let some = |v: &Option<String>| v.clone().map(Some);
+        fill(&mut args.listen, self.listen, given, "listen");
+        fill(
+            &mut args.command_url,
+            some(&self.command_url),
+            given,
+            "command_url",
+        );
+        fill(
+            &mut args.query_url,
+            some(&self.query_url),
+            given,
+            "query_url",
+        );
+        fill(
+            &mut args.data_dir,
+            self.data_dir.clone().map(Some),
+            given,
+            "data_dir",
+        );
+        fill(
+            &mut args.redis_url,
+            some(&self.redis_url),
+            given,
+            "redis_url",
+        );
+        fill(
+            &mut args.redis_prefix,
+            self.redis_prefix.clone(),
+            given,
+            "redis_prefix",
+        );
+        if let Some(limits) = &self.rate_limits {
+            let parsed = limits
+                .iter()
+                .map(|(class, budget)| {
+                    crate::cli::parse_rate_limit(&format!("{class}={budget}"))
+                        .map_err(|e| anyhow!("configuration file: rate_limits: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            fill(&mut args.rate_limits, Some(parsed), given, "rate_limits");
+        }
+        fill(&mut args.body_limit, self.body_limit, given, "body_limit");
+        fill(
+            &mut args.command_timeout,
+            self.command_timeout,
+            given,
+            "command_timeout",
+        );
+        fill(
+            &mut args.query_timeout,
+            self.query_timeout,
+            given,
+            "query_timeout",
+        );
+        fill(&mut args.retries, self.retries, given, "retries");
+        fill(
+            &mut args.cors_allow_origins,
+            self.cors_allow_origins.clone(),
+            given,
+            "cors_allow_origins",
+        );
+        fill(&mut args.hsts, self.hsts, given, "hsts");
+        fill(
+            &mut args.shutdown_timeout,
+            self.shutdown_timeout,
+            given,
+            "shutdown_timeout",
+        );
+        self.apply_to_oidc(&mut args.oidc, given);
+        Ok(())
     }
 
     /// Fills the OIDC settings (used by `serve` and `gateway`).
@@ -345,6 +438,52 @@ mod tests {
             args.shutdown_timeout,
             Duration::from_secs(120),
             "unset flags still come from the file"
+        );
+    }
+
+    #[test]
+    fn the_gateway_reads_its_keys_and_flags_win() {
+        let file = parse(
+            "command_url = \"http://command:8080\"\n\
+             query_url = \"http://query:8080\"\n\
+             redis_url = \"redis://redis:6379/0\"\n\
+             retries = 1\n\
+             hsts = true\n\
+             cors_allow_origins = [\"https://app.example.com\"]\n\
+             query_timeout = \"40s\"\n\
+             [rate_limits]\n\
+             customer = \"100/1m+10\"\n",
+        )
+        .unwrap();
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None))
+            .mut_subcommand("gateway", |s| s.mut_args(|a| a.env(None)))
+            .try_get_matches_from(["order-platform", "gateway", "--retries", "3"])
+            .expect("valid arguments");
+        let Some(Command::Gateway(mut args)) = Cli::from_arg_matches(&matches).unwrap().command
+        else {
+            panic!("not gateway")
+        };
+        file.apply_to_gateway(&mut args, matches.subcommand_matches("gateway").unwrap())
+            .unwrap();
+        assert_eq!(args.command_url.as_deref(), Some("http://command:8080"));
+        assert_eq!(args.query_url.as_deref(), Some("http://query:8080"));
+        assert_eq!(args.redis_url.as_deref(), Some("redis://redis:6379/0"));
+        assert_eq!(args.retries, 3, "the flag wins");
+        assert!(args.hsts);
+        assert_eq!(args.cors_allow_origins, ["https://app.example.com"]);
+        assert_eq!(args.query_timeout, Duration::from_secs(40));
+        let customer = args.budgets().0[&order_gateway::Class::Role(order_auth::Role::Customer)];
+        assert_eq!((customer.requests, customer.burst), (100, 10));
+
+        let bad = parse("[rate_limits]\nvip = \"1/1s\"\n").unwrap();
+        let error = bad
+            .apply_to_gateway(&mut args, matches.subcommand_matches("gateway").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("rate_limits") && error.contains("vip"),
+            "{error}"
         );
     }
 

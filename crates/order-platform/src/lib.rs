@@ -8,7 +8,9 @@
 mod admin;
 pub mod cli;
 mod config;
+mod gateway;
 mod serve;
 
-pub use cli::{OidcArgs, ServeArgs, StoreArgs};
+pub use cli::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
+pub use gateway::start_gateway;
 pub use serve::App;

@@ -109,7 +109,7 @@ impl App {
         let data_dir = &args.store.data_dir;
         let lock = lock_data_dir(data_dir)?;
         let key = Arc::new(LocalSigningKey::load_or_create(data_dir)?);
-        let verifier = token_verifier(&args.oidc, key).await?;
+        let verifier = token_verifier(&args.oidc, Some(key)).await?;
         let events = open_event_store(&args.store).await?;
         let read = open_read_store(data_dir).await?;
         let projector = Arc::new(Projector::new(events.clone(), read.clone()));
@@ -216,10 +216,12 @@ fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::
 /// is better not running (and restarted by its supervisor) than up and useless.
 pub async fn token_verifier(
     args: &crate::OidcArgs,
-    key: Arc<LocalSigningKey>,
+    key: Option<Arc<LocalSigningKey>>,
 ) -> anyhow::Result<Arc<dyn TokenVerifier>> {
     let Some(config) = args.config()? else {
-        return Ok(key);
+        return key
+            .map(|k| k as Arc<dyn TokenVerifier>)
+            .ok_or_else(|| anyhow::anyhow!("no --oidc-issuer and no built-in key to trust"));
     };
     let issuer = config.issuer.clone();
     let verifier = order_oidc::OidcVerifier::discover_patiently(config, args.oidc_startup_timeout)
@@ -441,7 +443,7 @@ impl ReadinessCheck for ProjectorCheck {
     }
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -451,7 +453,7 @@ fn init_logging() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

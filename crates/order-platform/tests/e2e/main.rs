@@ -11,6 +11,7 @@ mod app;
 mod concurrency;
 mod errors;
 mod fresh_start;
+mod gateway;
 mod history_pages;
 mod hostile;
 mod lifecycle;
