@@ -14,6 +14,7 @@ mod fresh_start;
 mod gateway;
 mod history_pages;
 mod hostile;
+mod key_rotation;
 mod lifecycle;
 mod oidc;
 mod openapi_contract;
