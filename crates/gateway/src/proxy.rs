@@ -361,3 +361,57 @@ impl ReadinessCheck for UpstreamCheck {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_context_is_kept_when_valid_and_started_otherwise() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(valid_traceparent(valid));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            assert!(!valid_traceparent(bad), "{bad:?}");
+        }
+        let peer: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let mut incoming = HeaderMap::new();
+        incoming.insert("traceparent", HeaderValue::from_static(valid));
+        incoming.insert("x-request-id", HeaderValue::from_static("r-1"));
+        incoming.insert("connection", HeaderValue::from_static("close"));
+        incoming.insert("host", HeaderValue::from_static("api.example.com"));
+        incoming.insert("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        let out = upstream_headers(&incoming, peer);
+        assert_eq!(out["traceparent"], valid);
+        assert_eq!(out["x-request-id"], "r-1");
+        assert_eq!(out["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
+        assert!(out.get("connection").is_none() && out.get("host").is_none());
+
+        incoming.insert("traceparent", HeaderValue::from_static("garbage"));
+        let started = upstream_headers(&incoming, peer)["traceparent"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(valid_traceparent(&started), "{started}");
+    }
+
+    #[test]
+    fn documents_merge_paths_and_schemas() {
+        let mut a = serde_json::json!({"paths": {"/a": {}}, "components": {"schemas": {"A": {}}}});
+        let b = serde_json::json!({"paths": {"/b": {}, "/a": {"x": 1}}, "components": {"schemas": {"B": {}}}});
+        merge(&mut a, &b);
+        assert_eq!(a["paths"].as_object().unwrap().len(), 2);
+        assert_eq!(
+            a["paths"]["/a"],
+            serde_json::json!({}),
+            "the first one's wins"
+        );
+        assert!(a["components"]["schemas"]["B"].is_object());
+    }
+}
