@@ -3,7 +3,9 @@
 //! One fetch at a time (`refreshing`), and never two within `min_refresh`
 //! (`last_attempt`), whatever the tokens ask for: unknown key ids are cheap
 //! for an attacker to make up, so they may not turn into requests to the
-//! issuer one for one. Keys fetched more than `cache_for` ago are fetched
+//! issuer one for one. A token with an unknown key id waits (at most
+//! `min_refresh`) for the next allowed fetch instead of being refused: the
+//! key may have been rotated in just after our last fetch. Keys fetched more than `cache_for` ago are fetched
 //! again on their next use; if that fails, the keys held keep serving (an
 //! issuer that is briefly down does not lock every caller out), and the
 //! attempt is repeated after `min_refresh`.
@@ -69,14 +71,18 @@ impl KeyCache {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    /// The key `kid`: from the cache while it is fresh; otherwise after
-    /// fetching the set again, if a fetch is allowed now.
+    /// The key `kid`: from the cache while it is fresh. A known key whose
+    /// cache has expired: the set is fetched again if a fetch is allowed now
+    /// (else the held key serves). An unknown key id: the set is fetched again
+    /// as soon as a fetch is allowed — waiting for that, at most
+    /// `min_refresh`, rather than refusing a token signed by a key rotated in
+    /// just after our last fetch.
     pub async fn get(&self, kid: &str) -> Option<Arc<Key>> {
         let (held, fresh) = self.lookup(kid);
         if held.is_some() && fresh {
             return held;
         }
-        self.refresh_if_due().await;
+        self.refresh(held.is_none()).await;
         self.lookup(kid).0
     }
 
@@ -88,18 +94,30 @@ impl KeyCache {
         (state.keys.get(kid).cloned(), fresh)
     }
 
-    /// Fetches the set unless a fetch was attempted within `min_refresh`
-    /// (including by the task we waited for). Failures are logged.
-    async fn refresh_if_due(&self) {
+    /// Fetches the set, one task at a time, never twice within
+    /// `min_refresh`. A task that waited while another fetched uses that
+    /// fetch. When the interval has not passed yet, `wait` says whether to
+    /// wait for it (unknown key) or to go on with the keys held (expired
+    /// cache). Failures are logged.
+    async fn refresh(&self, wait: bool) {
+        let asked = Instant::now();
         let _one_at_a_time = self.refreshing.lock().await;
-        let recent = {
+        let last = {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-            state
-                .last_attempt
-                .is_some_and(|at| at.elapsed() < self.min_refresh)
+            state.last_attempt
         };
-        if recent {
-            return;
+        if let Some(last) = last {
+            if last >= asked {
+                return; // fetched while we waited for the lock
+            }
+            let allowed = last + self.min_refresh;
+            let now = Instant::now();
+            if now < allowed {
+                if !wait {
+                    return;
+                }
+                tokio::time::sleep(allowed - now).await;
+            }
         }
         if let Err(e) = self.fetch().await {
             tracing::warn!(error = %e, "fetching the OIDC issuer's keys failed; keeping the keys held");

@@ -9,9 +9,11 @@
 //!   `jwks_uri`.
 //! - **Keys** ([`jwks`]). The published signing keys are cached for
 //!   `jwks_cache` (then fetched again on the next request), and a token naming
-//!   a key id (`kid`) we do not hold makes us fetch them again at once, but at
-//!   most once per `jwks_min_refresh`: a flood of tokens with made-up key ids
-//!   costs the issuer one request per interval, not one per token. That is how
+//!   a key id (`kid`) we do not hold makes us fetch them again, never twice
+//!   within `jwks_min_refresh` (such a token waits for the next allowed fetch,
+//!   at most that long, rather than being refused): a flood of tokens with
+//!   made-up key ids costs the issuer one request per interval, not one per
+//!   token. That is how
 //!   a key rotated in at the issuer is accepted at its first use, and how a key
 //!   removed there stops being accepted within `jwks_cache`.
 //! - **Signatures.** RS256 and ES256 only. The algorithm is taken from the key
@@ -63,7 +65,7 @@ impl OidcConfig {
             client_id: audience.clone(),
             audience,
             jwks_cache: Duration::from_secs(300),
-            jwks_min_refresh: Duration::from_secs(10),
+            jwks_min_refresh: Duration::from_secs(5),
             leeway: Duration::from_secs(30),
             http_timeout: Duration::from_secs(5),
         }

@@ -237,7 +237,7 @@ pub struct OidcArgs {
     pub oidc_jwks_cache: Duration,
     /// A token signed with a key we do not know makes us fetch the keys again,
     /// at most once per this interval (made-up key ids cannot flood the issuer).
-    #[arg(long, env = "ORDER_PLATFORM_OIDC_JWKS_MIN_REFRESH", default_value = "10s",
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_JWKS_MIN_REFRESH", default_value = "5s",
         value_parser = config::parse_duration, value_name = "DURATION")]
     pub oidc_jwks_min_refresh: Duration,
     /// Clock skew allowed when checking a token's `exp` and `nbf`.
