@@ -108,6 +108,10 @@ pub enum AuthError {
     WrongIssuer,
     #[error("the token must be signed with ES256 or RS256")]
     WrongAlgorithm,
+    /// The token names a key (`kid`) the issuer does not publish, even after
+    /// the published keys were fetched again.
+    #[error("the token was signed with a key the issuer does not publish")]
+    UnknownKey,
     #[error("the signing key {path}: {reason}")]
     Key { path: PathBuf, reason: String },
     /// The data dir has no key: no server has started on it yet.
@@ -115,13 +119,21 @@ pub enum AuthError {
     NoKey { path: PathBuf },
 }
 
-/// Checks bearer tokens. Implemented by the built-in key and, in production, by OIDC/JWKS.
+/// Checks bearer tokens. Implemented by the built-in key ([`LocalSigningKey`])
+/// and, in production, by an OIDC issuer's published keys (`order-oidc`).
+///
+/// Asynchronous because a verifier may have to fetch keys: a token signed with
+/// a key that was rotated in since the last fetch must still be accepted.
+#[async_trait::async_trait]
 pub trait TokenVerifier: Send + Sync + 'static {
-    fn verify(&self, token: &str) -> Result<Principal, AuthError>;
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError>;
 }
 
+/// The claims of a bearer token that the platform reads: the registered ones it
+/// validates and Keycloak's role claims. Public so that every verifier reads
+/// roles by the one rule of [`Claims::principal`].
 #[derive(Debug, Serialize, Deserialize)]
-struct Claims {
+pub struct Claims {
     iss: String,
     sub: String,
     aud: Audience,
@@ -152,12 +164,16 @@ struct RoleList {
 }
 
 impl Claims {
-    /// Realm roles plus every client's roles; names we do not know are ignored.
-    fn principal(self) -> Principal {
+    /// The caller: `sub`, with the realm's roles plus the roles held on
+    /// `client_id` (this API's client) and on no other client (DESIGN.md
+    /// §4.5: roles a user holds on other clients of the realm grant nothing
+    /// here). Role names we do not know are ignored.
+    pub fn principal(mut self, client_id: &str) -> Principal {
+        let client_roles = self.resource_access.remove(client_id);
         let roles = self
             .realm_access
             .into_iter()
-            .chain(self.resource_access.into_values())
+            .chain(client_roles)
             .flat_map(|list| list.roles)
             .filter_map(|name| Role::parse(&name))
             .collect();
@@ -272,8 +288,16 @@ impl LocalSigningKey {
     }
 }
 
+#[async_trait::async_trait]
 impl TokenVerifier for LocalSigningKey {
-    fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_now(token)
+    }
+}
+
+impl LocalSigningKey {
+    /// [`TokenVerifier::verify`], which never waits for anything here.
+    pub fn verify_now(&self, token: &str) -> Result<Principal, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if header.alg != Algorithm::ES256 {
             return Err(AuthError::WrongAlgorithm);
@@ -286,11 +310,12 @@ impl TokenVerifier for LocalSigningKey {
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|e| classify(e.kind()))?;
-        Ok(data.claims.principal())
+        Ok(data.claims.principal(API_AUDIENCE))
     }
 }
 
-fn classify(kind: &jsonwebtoken::errors::ErrorKind) -> AuthError {
+/// The error a `jsonwebtoken` failure stands for.
+pub fn classify(kind: &jsonwebtoken::errors::ErrorKind) -> AuthError {
     use jsonwebtoken::errors::ErrorKind as K;
     match kind {
         K::ExpiredSignature => AuthError::Expired,
@@ -407,7 +432,7 @@ mod tests {
                 Duration::hours(1),
             )
             .unwrap();
-        let principal = key.verify(&token).unwrap();
+        let principal = key.verify_now(&token).unwrap();
         assert_eq!(principal.subject, "alice");
         assert_eq!(
             principal.roles,
@@ -423,9 +448,12 @@ mod tests {
             .issue("bob", &[Role::Ops], Utc::now(), Duration::hours(1))
             .unwrap();
         let reloaded = LocalSigningKey::load_or_create(&dir).unwrap();
-        assert!(reloaded.verify(&token).is_ok());
+        assert!(reloaded.verify_now(&token).is_ok());
         let other = LocalSigningKey::load_or_create(&temp_dir()).unwrap();
-        assert!(matches!(other.verify(&token), Err(AuthError::BadSignature)));
+        assert!(matches!(
+            other.verify_now(&token),
+            Err(AuthError::BadSignature)
+        ));
     }
 
     #[cfg(unix)]
@@ -523,7 +551,7 @@ mod tests {
             .issue("a", &[Role::Ops], Utc::now(), Duration::hours(1))
             .unwrap();
         let loaded = LocalSigningKey::load(&dir).expect("the key the server created");
-        assert!(loaded.verify(&token).is_ok(), "the same key");
+        assert!(loaded.verify_now(&token).is_ok(), "the same key");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -538,7 +566,7 @@ mod tests {
                 Duration::hours(1),
             )
             .unwrap();
-        assert!(matches!(key.verify(&old), Err(AuthError::Expired)));
+        assert!(matches!(key.verify_now(&old), Err(AuthError::Expired)));
         let future = key
             .issue(
                 "a",
@@ -547,7 +575,10 @@ mod tests {
                 Duration::hours(1),
             )
             .unwrap();
-        assert!(matches!(key.verify(&future), Err(AuthError::NotYetValid)));
+        assert!(matches!(
+            key.verify_now(&future),
+            Err(AuthError::NotYetValid)
+        ));
     }
 
     #[test]
@@ -563,29 +594,37 @@ mod tests {
             .to_string(),
         );
         let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
-        assert!(key.verify(&forged).is_err());
+        assert!(key.verify_now(&forged).is_err());
         let none_alg = format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
             forged_claims
         );
-        assert!(key.verify(&none_alg).is_err());
+        assert!(key.verify_now(&none_alg).is_err());
         for garbage in ["", "abc", "a.b.c", "...."] {
-            assert!(key.verify(garbage).is_err());
+            assert!(key.verify_now(garbage).is_err());
         }
     }
 
     #[test]
-    fn roles_come_from_realm_and_client_access_unknown_ones_ignored() {
-        let claims: Claims = serde_json::from_value(serde_json::json!({
-            "iss": "x", "sub": "s", "aud": ["a", "b"], "exp": 1,
-            "realm_access": {"roles": ["customer", "offline_access"]},
-            "resource_access": {"api": {"roles": ["analyst"]}}
-        }))
-        .unwrap();
+    fn roles_come_from_realm_and_this_clients_access_unknown_ones_ignored() {
+        let claims = || -> Claims {
+            serde_json::from_value(serde_json::json!({
+                "iss": "x", "sub": "s", "aud": ["a", "b"], "exp": 1,
+                "realm_access": {"roles": ["customer", "offline_access"]},
+                "resource_access": {"api": {"roles": ["analyst"]},
+                                    "other-client": {"roles": ["admin", "ops"]}}
+            }))
+            .unwrap()
+        };
         assert_eq!(
-            claims.principal().roles,
+            claims().principal("api").roles,
             BTreeSet::from([Role::Customer, Role::Analyst])
+        );
+        assert_eq!(
+            claims().principal("unrelated").roles,
+            BTreeSet::from([Role::Customer]),
+            "another client's roles grant nothing"
         );
     }
 

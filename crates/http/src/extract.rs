@@ -42,7 +42,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
             })?;
-        match verifier.verify(token) {
+        match verifier.verify(token).await {
             Ok(principal) => Ok(Caller(principal)),
             Err(e) => {
                 metrics::counter!("order_platform_auth_failures_total", "reason" => reason(&e))
@@ -62,6 +62,7 @@ fn reason(e: &AuthError) -> &'static str {
         AuthError::WrongAudience => "wrong_audience",
         AuthError::WrongIssuer => "wrong_issuer",
         AuthError::WrongAlgorithm => "wrong_algorithm",
+        AuthError::UnknownKey => "unknown_key",
         AuthError::Key { .. } | AuthError::NoKey { .. } => "key",
     }
 }

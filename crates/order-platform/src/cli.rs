@@ -45,6 +45,9 @@ pub(crate) enum Command {
     /// Publish the PostgreSQL event store's log to Kafka, exactly once (one active relay per
     /// store and topic; start several, the others wait as standbys).
     Relay(RelayArgs),
+    /// Run the API gateway in front of the command and query services: token
+    /// checks, rate limits (shared through Redis), routing.
+    Gateway(GatewayArgs),
 }
 
 #[derive(Args, Clone)]
@@ -135,6 +138,211 @@ pub struct ServeArgs {
     #[arg(long, env = "ORDER_PLATFORM_SHUTDOWN_TIMEOUT", default_value = "20s",
         value_parser = config::parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ORDER_PLATFORM_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// Base URL of the command service (POST/DELETE are sent there), e.g.
+    /// http://command:8080. May be the same as --query-url (`serve`).
+    #[arg(long, env = "ORDER_PLATFORM_COMMAND_URL", value_name = "URL")]
+    pub command_url: Option<String>,
+    /// Base URL of the query service (GET/HEAD are sent there).
+    #[arg(long, env = "ORDER_PLATFORM_QUERY_URL", value_name = "URL")]
+    pub query_url: Option<String>,
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+    /// Without --oidc-issuer: trust the built-in key of this data dir (the data
+    /// dir of the `serve` behind the gateway).
+    #[arg(long, env = "ORDER_PLATFORM_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Share rate limits across gateway replicas through this Redis, e.g.
+    /// redis://redis:6379/0. Without it (or while it is unreachable) each
+    /// replica limits on its own.
+    #[arg(
+        long,
+        env = "ORDER_PLATFORM_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
+    /// Prefix of the rate-limit keys in Redis.
+    #[arg(
+        long,
+        env = "ORDER_PLATFORM_REDIS_PREFIX",
+        default_value = "order-platform:ratelimit"
+    )]
+    pub redis_prefix: String,
+    /// A rate limit, CLASS=REQUESTS/PERIOD[+BURST], where CLASS is anonymous
+    /// (per client IP), customer, ops, analyst or admin (per subject; a caller
+    /// with several roles gets the most generous). Repeat for several. Default:
+    /// anonymous=60/1m+20 customer=600/1m+100 analyst=1200/1m+200 ops=3000/1m+300
+    /// admin=3000/1m+300.
+    #[arg(long = "rate-limit", env = "ORDER_PLATFORM_RATE_LIMIT", value_delimiter = ',',
+        value_parser = parse_rate_limit, value_name = "CLASS=BUDGET")]
+    pub rate_limits: Vec<(order_gateway::Class, order_gateway::Budget)>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "ORDER_PLATFORM_BODY_LIMIT", default_value_t = order_http::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// Deadline of a command through the gateway (503 `upstream_timeout` after it).
+    #[arg(long, env = "ORDER_PLATFORM_COMMAND_TIMEOUT", default_value = "10s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub command_timeout: Duration,
+    /// Deadline of a query (above the longest read-your-writes wait, 30s).
+    #[arg(long, env = "ORDER_PLATFORM_QUERY_TIMEOUT", default_value = "35s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub query_timeout: Duration,
+    /// Retries of an idempotent request (GET, or a command with an
+    /// Idempotency-Key) whose service could not be reached.
+    #[arg(long, env = "ORDER_PLATFORM_RETRIES", default_value_t = 2)]
+    pub retries: u32,
+    /// A browser origin allowed by CORS (e.g. https://app.example.com). Repeat
+    /// for several. None by default: no cross-origin browser access.
+    #[arg(
+        long = "cors-allow-origin",
+        env = "ORDER_PLATFORM_CORS_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_allow_origins: Vec<String>,
+    /// Send Strict-Transport-Security: set it when clients reach the gateway
+    /// over HTTPS (TLS terminated in front of it).
+    #[arg(long, env = "ORDER_PLATFORM_HSTS")]
+    pub hsts: bool,
+    /// After SIGTERM or Ctrl-C, let requests in flight finish for at most this long.
+    #[arg(long, env = "ORDER_PLATFORM_SHUTDOWN_TIMEOUT", default_value = "20s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub shutdown_timeout: Duration,
+}
+
+impl GatewayArgs {
+    /// Like [`ServeArgs::from_flags`]: flags only, no variables, no file.
+    pub fn from_flags<I, T>(flags: I) -> Result<GatewayArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = GatewayArgs::augment_args(clap::Command::new("gateway"))
+            .no_binary_name(true)
+            .mut_args(|a| a.env(None));
+        GatewayArgs::from_arg_matches(&command.try_get_matches_from(flags)?)
+    }
+
+    /// The budgets: the defaults, overridden class by class.
+    pub fn budgets(&self) -> order_gateway::Budgets {
+        let mut budgets = order_gateway::Budgets::default();
+        for (class, budget) in &self.rate_limits {
+            budgets.0.insert(*class, *budget);
+        }
+        budgets
+    }
+}
+
+/// `customer=600/1m+100`.
+pub(crate) fn parse_rate_limit(
+    text: &str,
+) -> Result<(order_gateway::Class, order_gateway::Budget), String> {
+    let (class, budget) = text.split_once('=').ok_or_else(|| {
+        format!("invalid rate limit {text:?}; use CLASS=REQUESTS/PERIOD[+BURST], e.g. customer=600/1m+100")
+    })?;
+    let class = order_gateway::Class::parse(class.trim()).ok_or_else(|| {
+        format!(
+            "unknown class {class:?} in {text:?}; use anonymous, customer, ops, analyst or admin"
+        )
+    })?;
+    Ok((class, order_gateway::Budget::parse(budget.trim())?))
+}
+
+/// Whose tokens to trust. Without `--oidc-issuer`, the built-in key of the data
+/// dir (tokens from `order-platform token`); with it, that OIDC issuer only.
+#[derive(Args, Clone, Debug)]
+pub struct OidcArgs {
+    /// Trust bearer tokens of this OpenID Connect issuer (its URL exactly as in
+    /// the tokens' `iss`, e.g. https://sso.example.com/realms/orders) instead of
+    /// the built-in key. Its discovery document and keys are fetched at start-up.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_ISSUER", value_name = "URL",
+        value_parser = parse_issuer)]
+    pub oidc_issuer: Option<String>,
+    /// The audience (`aud`) tokens of the issuer must carry for this API.
+    /// Required with --oidc-issuer.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_AUDIENCE", value_name = "AUDIENCE")]
+    pub oidc_audience: Option<String>,
+    /// The issuer's client that stands for this API: its client roles
+    /// (`resource_access.<client>.roles`) count besides the realm roles; roles on
+    /// every other client are ignored. Default: the audience.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_CLIENT_ID", value_name = "CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// How long the issuer's keys (JWKS) are used before being fetched again: a
+    /// key removed at the issuer stops being accepted within this time.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_JWKS_CACHE", default_value = "5m",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub oidc_jwks_cache: Duration,
+    /// A token signed with a key we do not know makes us fetch the keys again,
+    /// at most once per this interval (made-up key ids cannot flood the issuer).
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_JWKS_MIN_REFRESH", default_value = "5s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub oidc_jwks_min_refresh: Duration,
+    /// Clock skew allowed when checking a token's `exp` and `nbf`.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_LEEWAY", default_value = "30s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub oidc_leeway: Duration,
+    /// At start-up, keep trying to reach the issuer for this long (it may be
+    /// starting too), then exit with an error naming it.
+    #[arg(long, env = "ORDER_PLATFORM_OIDC_STARTUP_TIMEOUT", default_value = "30s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub oidc_startup_timeout: Duration,
+}
+
+impl OidcArgs {
+    /// The verifier's configuration, `None` for the built-in key. Errors name
+    /// the setting that is missing.
+    pub fn config(&self) -> anyhow::Result<Option<order_oidc::OidcConfig>> {
+        let Some(issuer) = &self.oidc_issuer else {
+            if self.oidc_audience.is_some() || self.oidc_client_id.is_some() {
+                anyhow::bail!(
+                    "--oidc-audience / --oidc-client-id (ORDER_PLATFORM_OIDC_AUDIENCE, \
+                     ORDER_PLATFORM_OIDC_CLIENT_ID, oidc_audience, oidc_client_id) are set \
+                     but --oidc-issuer (ORDER_PLATFORM_OIDC_ISSUER, oidc_issuer) is not: \
+                     set the issuer too, or remove them to use the built-in key"
+                );
+            }
+            return Ok(None);
+        };
+        let audience = self.oidc_audience.clone().filter(|a| !a.trim().is_empty());
+        let Some(audience) = audience else {
+            anyhow::bail!(
+                "--oidc-issuer needs --oidc-audience (ORDER_PLATFORM_OIDC_AUDIENCE, \
+                 oidc_audience): the `aud` this API's tokens carry, e.g. order-platform-api"
+            );
+        };
+        let mut config = order_oidc::OidcConfig::new(issuer.clone(), audience);
+        if let Some(client) = &self.oidc_client_id {
+            config.client_id = client.clone();
+        }
+        config.jwks_cache = self.oidc_jwks_cache;
+        config.jwks_min_refresh = self.oidc_jwks_min_refresh;
+        config.leeway = self.oidc_leeway;
+        Ok(Some(config))
+    }
+}
+
+/// An issuer URL: http(s), no query or fragment.
+pub(crate) fn parse_issuer(text: &str) -> Result<String, String> {
+    let ok = (text.starts_with("https://") || text.starts_with("http://"))
+        && text.len() > "https://".len()
+        && !text.contains(['?', '#', ' ']);
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid issuer {text:?}; use the issuer's URL as in the tokens' `iss`, \
+             e.g. https://sso.example.com/realms/orders"
+        ))
+    }
 }
 
 impl ServeArgs {
@@ -219,6 +427,13 @@ pub fn run() -> anyhow::Result<()> {
             let relayed = runtime.block_on(relay::relay(args));
             runtime.shutdown_timeout(Duration::from_secs(1));
             relayed
+        }
+        Command::Gateway(mut args) => {
+            file.apply_to_gateway(&mut args, &given)?;
+            let runtime = runtime()?;
+            let served = runtime.block_on(crate::gateway::gateway(args));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            served
         }
         Command::Serve(mut args) => {
             file.apply_to_serve(&mut args, &given);

@@ -14,6 +14,9 @@
 //! request_timeout = "30s"                   # durations: ms, s, m or h
 //! max_in_flight = 512
 //! shutdown_timeout = "20s"
+//! oidc_issuer = "https://sso.example.com/realms/orders"   # trust this issuer's tokens
+//! oidc_audience = "order-platform-api"
+//! oidc_jwks_cache = "5m"
 //! # relay
 //! kafka_bootstrap_servers = "kafka:9092"
 //! schema_registry_url = "http://registry:8081/apis/ccompat/v7"
@@ -29,7 +32,7 @@
 //! its line, even for a key the running subcommand does not use.
 
 use crate::cli::RelayArgs;
-use crate::{ServeArgs, StoreArgs};
+use crate::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
 use anyhow::{Context, anyhow};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
@@ -60,6 +63,32 @@ pub struct FileConfig {
     batch_size: Option<u32>,
     #[serde(default, deserialize_with = "duration")]
     kafka_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "issuer")]
+    oidc_issuer: Option<String>,
+    oidc_audience: Option<String>,
+    oidc_client_id: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    oidc_jwks_cache: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    oidc_jwks_min_refresh: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    oidc_leeway: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    oidc_startup_timeout: Option<Duration>,
+    // The gateway's.
+    command_url: Option<String>,
+    query_url: Option<String>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+    /// `{customer = "600/1m+100", anonymous = "60/1m"}`.
+    rate_limits: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "duration")]
+    command_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "duration")]
+    query_timeout: Option<Duration>,
+    retries: Option<u32>,
+    cors_allow_origins: Option<Vec<String>>,
+    hsts: Option<bool>,
 }
 
 /// A duration such as `500ms`, `30s`, `2m` or `1h`: at least 1 ms, at most a day.
@@ -100,6 +129,13 @@ pub fn parse_max_in_flight(text: &str) -> Result<usize, String> {
 fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(d)?;
     parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn issuer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::cli::parse_issuer(&text)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }
@@ -156,6 +192,133 @@ impl FileConfig {
             "shutdown_timeout",
         );
         self.apply_to_store(&mut args.store, given);
+        self.apply_to_oidc(&mut args.oidc, given);
+    }
+
+    /// Fills the settings of `gateway` that neither a flag nor the environment set.
+    pub fn apply_to_gateway(
+        &self,
+        args: &mut GatewayArgs,
+        given: &ArgMatches,
+    ) -> anyhow::Result<()> {
+        let some = |v: &Option<String>| v.clone().map(Some);
+        fill(&mut args.listen, self.listen, given, "listen");
+        fill(
+            &mut args.command_url,
+            some(&self.command_url),
+            given,
+            "command_url",
+        );
+        fill(
+            &mut args.query_url,
+            some(&self.query_url),
+            given,
+            "query_url",
+        );
+        fill(
+            &mut args.data_dir,
+            self.data_dir.clone().map(Some),
+            given,
+            "data_dir",
+        );
+        fill(
+            &mut args.redis_url,
+            some(&self.redis_url),
+            given,
+            "redis_url",
+        );
+        fill(
+            &mut args.redis_prefix,
+            self.redis_prefix.clone(),
+            given,
+            "redis_prefix",
+        );
+        if let Some(limits) = &self.rate_limits {
+            let parsed = limits
+                .iter()
+                .map(|(class, budget)| {
+                    crate::cli::parse_rate_limit(&format!("{class}={budget}"))
+                        .map_err(|e| anyhow!("configuration file: rate_limits: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            fill(&mut args.rate_limits, Some(parsed), given, "rate_limits");
+        }
+        fill(&mut args.body_limit, self.body_limit, given, "body_limit");
+        fill(
+            &mut args.command_timeout,
+            self.command_timeout,
+            given,
+            "command_timeout",
+        );
+        fill(
+            &mut args.query_timeout,
+            self.query_timeout,
+            given,
+            "query_timeout",
+        );
+        fill(&mut args.retries, self.retries, given, "retries");
+        fill(
+            &mut args.cors_allow_origins,
+            self.cors_allow_origins.clone(),
+            given,
+            "cors_allow_origins",
+        );
+        fill(&mut args.hsts, self.hsts, given, "hsts");
+        fill(
+            &mut args.shutdown_timeout,
+            self.shutdown_timeout,
+            given,
+            "shutdown_timeout",
+        );
+        self.apply_to_oidc(&mut args.oidc, given);
+        Ok(())
+    }
+
+    /// Fills the OIDC settings (used by `serve` and `gateway`).
+    pub fn apply_to_oidc(&self, args: &mut OidcArgs, given: &ArgMatches) {
+        let some = |v: &Option<String>| v.clone().map(Some);
+        fill(
+            &mut args.oidc_issuer,
+            some(&self.oidc_issuer),
+            given,
+            "oidc_issuer",
+        );
+        fill(
+            &mut args.oidc_audience,
+            some(&self.oidc_audience),
+            given,
+            "oidc_audience",
+        );
+        fill(
+            &mut args.oidc_client_id,
+            some(&self.oidc_client_id),
+            given,
+            "oidc_client_id",
+        );
+        fill(
+            &mut args.oidc_jwks_cache,
+            self.oidc_jwks_cache,
+            given,
+            "oidc_jwks_cache",
+        );
+        fill(
+            &mut args.oidc_jwks_min_refresh,
+            self.oidc_jwks_min_refresh,
+            given,
+            "oidc_jwks_min_refresh",
+        );
+        fill(
+            &mut args.oidc_leeway,
+            self.oidc_leeway,
+            given,
+            "oidc_leeway",
+        );
+        fill(
+            &mut args.oidc_startup_timeout,
+            self.oidc_startup_timeout,
+            given,
+            "oidc_startup_timeout",
+        );
     }
 
     /// Fills the settings of `relay` that neither a flag nor the environment set.
@@ -270,7 +433,10 @@ mod tests {
              snapshot_every = 7\n\
              request_timeout = \"750ms\"\n\
              max_in_flight = 3\n\
-             shutdown_timeout = \"2m\"\n",
+             shutdown_timeout = \"2m\"\n\
+             oidc_issuer = \"https://sso.example.com/realms/orders\"\n\
+             oidc_audience = \"api\"\n\
+             oidc_jwks_cache = \"1m\"\n",
         )
         .unwrap();
 
@@ -286,6 +452,17 @@ mod tests {
         assert_eq!(args.request_timeout, Duration::from_millis(750));
         assert_eq!(args.max_in_flight, 3);
         assert_eq!(args.shutdown_timeout, Duration::from_secs(120));
+        assert_eq!(
+            args.oidc.oidc_issuer.as_deref(),
+            Some("https://sso.example.com/realms/orders")
+        );
+        assert_eq!(args.oidc.oidc_audience.as_deref(), Some("api"));
+        assert_eq!(args.oidc.oidc_jwks_cache, Duration::from_secs(60));
+        assert_eq!(
+            args.oidc.oidc_leeway,
+            Duration::from_secs(30),
+            "the default"
+        );
 
         let args = serve(
             &[
@@ -317,6 +494,52 @@ mod tests {
             args.shutdown_timeout,
             Duration::from_secs(120),
             "unset flags still come from the file"
+        );
+    }
+
+    #[test]
+    fn the_gateway_reads_its_keys_and_flags_win() {
+        let file = parse(
+            "command_url = \"http://command:8080\"\n\
+             query_url = \"http://query:8080\"\n\
+             redis_url = \"redis://redis:6379/0\"\n\
+             retries = 1\n\
+             hsts = true\n\
+             cors_allow_origins = [\"https://app.example.com\"]\n\
+             query_timeout = \"40s\"\n\
+             [rate_limits]\n\
+             customer = \"100/1m+10\"\n",
+        )
+        .unwrap();
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None))
+            .mut_subcommand("gateway", |s| s.mut_args(|a| a.env(None)))
+            .try_get_matches_from(["order-platform", "gateway", "--retries", "3"])
+            .expect("valid arguments");
+        let Some(Command::Gateway(mut args)) = Cli::from_arg_matches(&matches).unwrap().command
+        else {
+            panic!("not gateway")
+        };
+        file.apply_to_gateway(&mut args, matches.subcommand_matches("gateway").unwrap())
+            .unwrap();
+        assert_eq!(args.command_url.as_deref(), Some("http://command:8080"));
+        assert_eq!(args.query_url.as_deref(), Some("http://query:8080"));
+        assert_eq!(args.redis_url.as_deref(), Some("redis://redis:6379/0"));
+        assert_eq!(args.retries, 3, "the flag wins");
+        assert!(args.hsts);
+        assert_eq!(args.cors_allow_origins, ["https://app.example.com"]);
+        assert_eq!(args.query_timeout, Duration::from_secs(40));
+        let customer = args.budgets().0[&order_gateway::Class::Role(order_auth::Role::Customer)];
+        assert_eq!((customer.requests, customer.burst), (100, 10));
+
+        let bad = parse("[rate_limits]\nvip = \"1/1s\"\n").unwrap();
+        let error = bad
+            .apply_to_gateway(&mut args, matches.subcommand_matches("gateway").unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("rate_limits") && error.contains("vip"),
+            "{error}"
         );
     }
 
@@ -353,6 +576,10 @@ mod tests {
             ("shutdown_timeout = \"soon\"", "shutdown_timeout"),
             ("max_in_flight = 0", "max_in_flight"),
             ("max_in_flight = \"many\"", "max_in_flight"),
+            ("oidc_issuer = \"sso.example.com\"", "oidc_issuer"),
+            ("oidc_audience = 3", "oidc_audience"),
+            ("oidc_jwks_cache = \"soon\"", "oidc_jwks_cache"),
+            ("oidc_leeway = 30", "oidc_leeway"),
         ] {
             let error = parse(file).unwrap_err().to_string();
             assert!(error.contains(key), "{file:?}: {error}");

@@ -9,8 +9,10 @@ mod admin;
 pub mod cli;
 mod config;
 mod docs;
+mod gateway;
 mod relay;
 mod serve;
 
-pub use cli::{ServeArgs, StoreArgs};
+pub use cli::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
+pub use gateway::start_gateway;
 pub use serve::App;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use order_auth::LocalSigningKey;
+use order_auth::{LocalSigningKey, TokenVerifier};
 use order_command_service::CommandService;
 use order_event_store::{EventStore, PostgresEventStore, SqliteEventStore};
 use order_http::{ApiError, ReadinessCheck, Verifier};
@@ -138,6 +138,7 @@ impl App {
         let data_dir = &args.store.data_dir;
         let lock = lock_data_dir(data_dir)?;
         let key = Arc::new(LocalSigningKey::load_or_create(data_dir)?);
+        let verifier = token_verifier(&args.oidc, Some(key)).await?;
         let events = open_event_store(&args.store).await?;
         let read = open_read_store(data_dir).await?;
         let projector = Arc::new(Projector::new(events.clone(), read.clone()));
@@ -147,7 +148,7 @@ impl App {
                 data_dir.join("read.db").display()
             )
         })?;
-        let router = app(&args, key, events, read, projector.clone());
+        let router = app(&args, verifier, events, read, projector.clone());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
@@ -235,6 +236,36 @@ fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::
     ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
 }
 
+/// The verifier `args` ask for: the OIDC issuer's keys when an issuer is set
+/// (the built-in key is then not trusted), else the built-in key.
+///
+/// An issuer that cannot be reached at start-up is tried again every second for
+/// `--oidc-startup-timeout`, then the start fails with a message naming it: a
+/// server that cannot check any token would only answer 401 to everyone, so it
+/// is better not running (and restarted by its supervisor) than up and useless.
+pub async fn token_verifier(
+    args: &crate::OidcArgs,
+    key: Option<Arc<LocalSigningKey>>,
+) -> anyhow::Result<Arc<dyn TokenVerifier>> {
+    let Some(config) = args.config()? else {
+        return key
+            .map(|k| k as Arc<dyn TokenVerifier>)
+            .ok_or_else(|| anyhow::anyhow!("no --oidc-issuer and no built-in key to trust"));
+    };
+    let issuer = config.issuer.clone();
+    let verifier = order_oidc::OidcVerifier::discover_patiently(config, args.oidc_startup_timeout)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot use the OIDC issuer {issuer} (--oidc-issuer); gave up after {}s \
+                 (--oidc-startup-timeout)",
+                args.oidc_startup_timeout.as_secs()
+            )
+        })?;
+    tracing::info!(%issuer, "trusting tokens of the OIDC issuer");
+    Ok(Arc::new(verifier))
+}
+
 /// `order-platform serve`: an [`App`] with JSON logs on stderr and a banner on
 /// stdout, until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -248,12 +279,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "SQLite"
     };
     let me = how_to_run_me();
+    let get_a_token = match &args.oidc.oidc_issuer {
+        Some(issuer) => format!("Tokens:       from the OIDC issuer {issuer} (only)"),
+        None => format!(
+            "Get a token:  TOKEN=$({me} token --sub alice --role customer --data-dir {dir})"
+        ),
+    };
     // Not println!: it panics when stdout is a closed pipe (`serve | head -1`), and the
     // banner is a courtesy, not a reason to stop serving (the log line below says it too).
     let _ = writeln!(
         std::io::stdout(),
         "Order Platform listening on http://{address} (events in {store}, data dir {dir})\n\
-         Get a token:  TOKEN=$({me} token --sub alice --role customer --data-dir {dir})\n\
+         {get_a_token}\n\
          Then:         curl -H \"Authorization: Bearer $TOKEN\" http://{address}/api/v1/orders\n\
          API docs:     http://{address}/api/docs (OpenAPI: http://{address}/api/v1/openapi.json)"
     );
@@ -307,7 +344,7 @@ async fn serve_until_stopped(
 /// The HTTP application: API routes, OpenAPI document, operational endpoints.
 fn app(
     args: &ServeArgs,
-    key: Arc<LocalSigningKey>,
+    verifier: Arc<dyn TokenVerifier>,
     events: Arc<dyn EventStore>,
     read: Arc<dyn ReadStore>,
     projector: Arc<Projector>,
@@ -367,7 +404,6 @@ fn app(
         Arc::new(ReadStoreCheck(read)),
         Arc::new(ProjectorCheck(projector)),
     ];
-    let verifier: Arc<dyn order_auth::TokenVerifier> = key;
     let api = api.route(
         "/api/v1/openapi.json",
         get(move || {

@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod limits;
+mod oidc_startup;
 mod restart;
 mod startup;
 mod store_identity;

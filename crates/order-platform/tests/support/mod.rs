@@ -13,6 +13,8 @@
 //! standalone `tests/*.rs` file (`mod support;`); each uses only part of it.
 #![allow(dead_code)]
 
+pub mod keycloak;
+
 use futures::FutureExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
