@@ -94,10 +94,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "ORDER_PLATFORM_BODY_LIMIT", default_value_t = order_http::DEFAULT_BODY_LIMIT)]
+    #[arg(long, env = "ORDER_PLATFORM_BODY_LIMIT", default_value_t = order_http::DEFAULT_BODY_LIMIT,
+        value_parser = parse_body_limit, value_name = "BYTES")]
     pub body_limit: usize,
     /// Snapshot an order every this many events (0 disables snapshots).
-    #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = 50)]
+    #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = 50,
+        value_parser = parse_snapshot_every, value_name = "EVENTS")]
     pub snapshot_every: u64,
     /// When the read model in the data dir was built from another event store
     /// (say SQLite, and now --database-url names PostgreSQL), empty it and rebuild
@@ -156,6 +158,23 @@ pub(crate) struct TokenArgs {
     /// Lifetime, such as 90s, 30m, 1h or 7d.
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     ttl: chrono::Duration,
+}
+
+/// `--body-limit`: bytes, in words when it is not a number.
+fn parse_body_limit(text: &str) -> Result<usize, String> {
+    text.parse().map_err(|_| {
+        format!("invalid body limit {text:?}; use a whole number of bytes, e.g. 1048576 (1 MiB)")
+    })
+}
+
+/// `--snapshot-every`: events, in words when it is not a number.
+fn parse_snapshot_every(text: &str) -> Result<u64, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "invalid snapshot interval {text:?}; use a whole number of events, \
+             e.g. 50 (0 turns snapshots off)"
+        )
+    })
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {
@@ -378,6 +397,29 @@ mod tests {
         assert_eq!(args.snapshot_every, 50);
         assert_eq!(args.store.database_url, None);
         assert!(ServeArgs::from_flags(["--lisen", "127.0.0.1:0"]).is_err());
+        for (flag, value, words) in [
+            (
+                "--body-limit",
+                "big",
+                "a whole number of bytes, e.g. 1048576",
+            ),
+            (
+                "--body-limit",
+                "1.5",
+                "a whole number of bytes, e.g. 1048576",
+            ),
+            (
+                "--snapshot-every",
+                "often",
+                "a whole number of events, e.g. 50",
+            ),
+        ] {
+            let error = match ServeArgs::from_flags([flag, value]) {
+                Ok(_) => panic!("{flag} {value} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(error.contains(words), "{flag} {value}: {error}");
+        }
     }
 
     fn parsed(argv: &[&str]) -> Result<(Option<PathBuf>, Command, ArgMatches), clap::Error> {
