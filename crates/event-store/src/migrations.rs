@@ -1,9 +1,10 @@
 //! The SQL migrations of the stores, embedded in the binary at compile time.
 //!
 //! `sqlx::migrate!` would do the same, but it is a procedural macro: enabling
-//! it (sqlx's `macros` feature) builds a second copy of sqlx for the compiler,
-//! with the SQLite C library and the PostgreSQL driver, which cost about a
-//! fifth of a cold release build. Here each file is an `include_str!` and
+//! it (sqlx's `macros` feature) builds `sqlx-macros-core` and a compiler plugin
+//! that links sqlx with the SQLite C library and the PostgreSQL driver, which
+//! every store crate must wait for in a cold build (see "Build times" in
+//! `docs/BENCHMARKS.md`). Here each file is an `include_str!` and
 //! the migrations are made by sqlx's own public constructor
 //! (`Migration::new`, `Migrator::new`): version, description and checksum
 //! (SHA-384 of the text) are exactly what the macro recorded in the databases
