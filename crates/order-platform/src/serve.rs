@@ -1,6 +1,7 @@
 //! The all-in-one server: command, query and projector in one process
 //! ([`App`]), and `serve`, which runs it as the binary's default subcommand.
 
+use crate::cli::UsageError;
 use crate::{ServeArgs, StoreArgs};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -29,9 +30,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 async fn open_event_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
     match &args.database_url {
         Some(url) => {
-            let options = sqlx::postgres::PgConnectOptions::from_str(url).context(
-                "ORDER_PLATFORM_DATABASE_URL / --database-url is not a valid postgres:// URL",
-            )?;
+            let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| {
+                UsageError(format!(
+                    "--database-url (ORDER_PLATFORM_DATABASE_URL, config `database_url`) is \
+                     not a PostgreSQL URL ({e}); use postgres://USER:PASSWORD@HOST:5432/DATABASE"
+                ))
+            })?;
             let store = PostgresEventStore::connect(options, 16)
                 .await
                 .context("connecting to the PostgreSQL event store")?;

@@ -190,3 +190,17 @@ fn a_config_mistake_is_a_message_with_the_key_line_and_what_it_takes() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_database_url_that_is_not_one_is_a_usage_error_with_an_example() {
+    let dir = TempDir::new("order-platform-e2e-dburl");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let (code, stderr) = refused(&["--database-url", "localhost/orders", "--data-dir", data]);
+    let text = error_text(&stderr);
+    assert_eq!(code, Some(2), "a usage error: {stderr}");
+    assert!(
+        text.starts_with("error: --database-url (ORDER_PLATFORM_DATABASE_URL, config `database_url`) is not a PostgreSQL URL")
+            && text.contains("use postgres://USER:PASSWORD@HOST:5432/DATABASE"),
+        "{text}"
+    );
+}
