@@ -1,7 +1,8 @@
 //! HTTP routes of the command side, with their OpenAPI descriptions.
 //!
 //! Bodies are read as JSON values first (malformed JSON → 400), then typed
-//! (wrong JSON types → 400), then validated by the domain (missing or invalid
+//! (wrong JSON types → 400 naming the field, e.g. `items[0].quantity must be an
+//! integer`, also in the problem's `errors`), then validated by the domain (missing or invalid
 //! values → 422 with every field error). Unknown fields are wrong shapes (400).
 //!
 //! Each handler's `#[utoipa::path]` lists every status it can answer; the
@@ -56,7 +57,21 @@ struct Quantity(i64);
 
 impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Quantity, D::Error> {
-        let number = serde_json::Number::deserialize(d)?;
+        use serde::de::{Error, Unexpected};
+        use serde_json::Value;
+        let number = match Value::deserialize(d)? {
+            Value::Number(n) => n,
+            other => {
+                let got = match &other {
+                    Value::String(s) => Unexpected::Str(s),
+                    Value::Bool(b) => Unexpected::Bool(*b),
+                    Value::Array(_) => Unexpected::Seq,
+                    Value::Object(_) => Unexpected::Map,
+                    _ => Unexpected::Unit,
+                };
+                return Err(D::Error::invalid_type(got, &"an integer"));
+            }
+        };
         if let Some(n) = number.as_i64() {
             return Ok(Quantity(n));
         }
@@ -121,8 +136,7 @@ fn typed<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> 
             "the body must be a JSON object",
         ));
     }
-    serde_json::from_value(value.clone())
-        .map_err(|e| ApiError::bad_request("invalid_json", e.to_string()))
+    order_http::from_json_value(value)
 }
 
 async fn run(

@@ -10,6 +10,7 @@
 //! How each adapter guarantees that is documented on the adapter.
 
 mod codec;
+mod migrations;
 mod postgres;
 mod sqlite;
 
@@ -17,6 +18,7 @@ mod sqlite;
 pub mod conformance;
 
 pub use codec::UndecodableEvent;
+pub use migrations::{EmbeddedMigrations, assert_same_as_folder};
 pub use postgres::PostgresEventStore;
 pub use sqlite::{
     BUSY_TIMEOUT as SQLITE_BUSY_TIMEOUT, SqliteEventStore, open_pool as open_sqlite_pool,

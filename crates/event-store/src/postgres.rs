@@ -44,8 +44,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use std::time::Duration;
 use uuid::Uuid;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 mod group_commit;
 
 pub struct PostgresEventStore {
@@ -69,10 +67,11 @@ impl PostgresEventStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migrating the event store: {e}")))?;
+        let migrated = match crate::migrations::POSTGRES.migrator().await {
+            Ok(migrator) => migrator.run(&pool).await,
+            Err(e) => Err(e),
+        };
+        migrated.map_err(|e| StoreError::Unavailable(format!("migrating the event store: {e}")))?;
         let store_id = sqlx::query_scalar("SELECT store_id FROM store_identity")
             .fetch_one(&pool)
             .await?;

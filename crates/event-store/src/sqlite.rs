@@ -6,6 +6,7 @@
 //! increasing order and a reader can never see position `n + 1` before `n`.
 //! The consistency token is therefore simply the last position appended.
 
+use crate::EmbeddedMigrations;
 use crate::{
     AppendRequest, Appended, Backlog, ConsistencyToken, EventStore, LogBatch, LogCursor,
     RecordedEvent, Result, Snapshot, StoreError, StoreId, StoredResponse, Violation, to_i64,
@@ -13,7 +14,6 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -24,8 +24,6 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
 /// Opens a SQLite database file of this process for a connection pool, creating
 /// and migrating it first, without racing itself.
 ///
@@ -35,7 +33,11 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// 10). So one connection creates the file, switches it to WAL (which then
 /// sticks to the file) and migrates it, and closes; only then does the pool
 /// open, every connection waiting up to [`BUSY_TIMEOUT`] for a lock.
-pub async fn open_pool(path: &Path, migrator: &Migrator) -> Result<SqlitePool, sqlx::Error> {
+pub async fn open_pool(
+    path: &Path,
+    migrations: EmbeddedMigrations,
+) -> Result<SqlitePool, sqlx::Error> {
+    let migrator = migrations.migrator().await?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .busy_timeout(BUSY_TIMEOUT)
@@ -75,7 +77,7 @@ pub struct SqliteEventStore {
 impl SqliteEventStore {
     /// Opens (creating if needed) the store in `path` and runs its migrations.
     pub async fn open(path: &Path) -> Result<SqliteEventStore> {
-        let pool = open_pool(path, &MIGRATOR)
+        let pool = open_pool(path, crate::migrations::SQLITE)
             .await
             .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
         let store_id: String = sqlx::query_scalar("SELECT store_id FROM store_identity")

@@ -1,6 +1,7 @@
 //! Extractors whose rejections are problem documents.
 
 use crate::ApiError;
+use crate::json::from_json_value;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
@@ -68,15 +69,20 @@ fn reason(e: &AuthError) -> &'static str {
 }
 
 /// A JSON request body. Not JSON or wrong types → 400, too large → 413,
-/// missing `Content-Type: application/json` → 415.
+/// missing `Content-Type: application/json` → 415. A value of the wrong type
+/// is named by its path with what it must be (`items[0].quantity must be an
+/// integer, not the string "2"`, also in the problem's `errors`), as
+/// [`from_json_value`] does for a body read as a `serde_json::Value` first.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+        // Read as a JSON value first (syntax, size and content type), then typed
+        // with the path of the field that does not fit.
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => from_json_value(&value).map(JsonBody),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! - [`ApiError`]: the RFC 9457 problem documents of DESIGN.md §4.4.
 //! - Extractors that turn every malformed request into one of those
-//!   ([`JsonBody`], [`OrderIdPath`], [`QueryParams`]) instead of axum's plain-text rejections.
+//!   ([`JsonBody`], [`OrderIdPath`], [`QueryParams`]) instead of axum's plain-text rejections;
+//!   a JSON value of the wrong type is named by its field ([`from_json_value`]).
 //! - [`Caller`]: the authenticated principal, verified on every request.
 //! - [`operational_router`]: `/health/live`, `/health/ready`, `/metrics`.
 //! - [`openapi`]: the `Problem` schema and the error responses of the OpenAPI document.
@@ -11,6 +12,7 @@
 
 mod error;
 mod extract;
+mod json;
 mod limits;
 mod observe;
 pub mod openapi;
@@ -20,6 +22,7 @@ pub use extract::{
     Caller, JsonBody, OptionalJsonBody, OrderIdPath, PathParams, QueryParams, Verifier,
     path_segment,
 };
+pub use json::from_json_value;
 pub use limits::{
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_REQUEST_TIMEOUT, Limits, bounded, deadline_passed,
     request_timeout,

@@ -41,7 +41,8 @@ pub struct Problem {
     /// Stable, machine-readable reason, e.g. `order_not_found`, `validation_failed`.
     #[schema(pattern = "^[a-z][a-z_]*$", example = "order_not_found")]
     pub code: String,
-    /// One entry per invalid field (validation failures only).
+    /// One entry per invalid field: validation failures (422) and JSON values of
+    /// the wrong type (400 `invalid_json`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(nullable = false)]
     pub errors: Vec<FieldProblem>,

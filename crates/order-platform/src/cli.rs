@@ -1,24 +1,52 @@
 //! The command line of `order-platform`: subcommands, flags, and what each
 //! subcommand runs.
 //!
-//! With no arguments it runs `serve`: the whole platform in one process on
-//! embedded defaults (SQLite in `./data`, http://127.0.0.1:8080).
+//! With no subcommand it runs `serve`: the whole platform in one process on
+//! embedded defaults (SQLite in `./data`, http://127.0.0.1:8080), and serve's
+//! flags work without the subcommand (`order-platform --listen 9000`).
+//!
+//! Errors are printed by [`main`] as `error: <message>` and their causes, never
+//! a backtrace: exit status 2 for a usage error (a flag, a value, the
+//! configuration file: [`UsageError`]), 1 for a failure while running (a port
+//! in use, a data dir locked by another server, a database that does not
+//! answer).
 
 use crate::{config, relay, serve};
 use anyhow::Context;
+use clap::error::ErrorKind;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use config::FileConfig;
 use order_auth::{AuthError, LocalSigningKey, Role};
+use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
+
+/// A mistake in what the user asked for (a flag, a value, the configuration
+/// file), as opposed to a failure while running: `main` exits with 2 for it.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 #[derive(Parser)]
 #[command(
     name = "order-platform",
     version,
-    about = "Event-sourced order management platform"
+    about = "Event-sourced order management platform",
+    after_help = "With no subcommand, runs `serve`, and serve's flags work without it: \
+        `order-platform --listen 127.0.0.1:9000 --data-dir x` is \
+        `order-platform serve --listen 127.0.0.1:9000 --data-dir x`.\n\
+        Exit status: 0 on success, 2 for a usage or configuration error, 1 for a \
+        failure while running."
 )]
 pub(crate) struct Cli {
     /// A TOML file with settings (keys are the flag names in snake case, e.g.
@@ -105,16 +133,22 @@ pub struct StoreArgs {
 
 #[derive(Args, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "ORDER_PLATFORM_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: IP:PORT, HOST:PORT or a port alone (8080 means
+    /// 127.0.0.1:8080, this machine only; 0.0.0.0:8080 is every interface). A host
+    /// name is resolved at start-up; one with several addresses (localhost: 127.0.0.1
+    /// and ::1) means its first IPv4 address.
+    #[arg(long, env = "ORDER_PLATFORM_LISTEN", default_value = "127.0.0.1:8080",
+        value_parser = config::parse_listen, value_name = "ADDR")]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "ORDER_PLATFORM_BODY_LIMIT", default_value_t = order_http::DEFAULT_BODY_LIMIT)]
+    #[arg(long, env = "ORDER_PLATFORM_BODY_LIMIT", default_value_t = order_http::DEFAULT_BODY_LIMIT,
+        value_parser = parse_body_limit, value_name = "BYTES")]
     pub body_limit: usize,
     /// Snapshot an order every this many events (0 disables snapshots).
-    #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = 50)]
+    #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = 50,
+        value_parser = parse_snapshot_every, value_name = "EVENTS")]
     pub snapshot_every: u64,
     /// When the read model in the data dir was built from another event store
     /// (say SQLite, and now --database-url names PostgreSQL), empty it and rebuild
@@ -380,6 +414,23 @@ pub(crate) struct TokenArgs {
     ttl: chrono::Duration,
 }
 
+/// `--body-limit`: bytes, in words when it is not a number.
+fn parse_body_limit(text: &str) -> Result<usize, String> {
+    text.parse().map_err(|_| {
+        format!("invalid body limit {text:?}; use a whole number of bytes, e.g. 1048576 (1 MiB)")
+    })
+}
+
+/// `--snapshot-every`: events, in words when it is not a number.
+fn parse_snapshot_every(text: &str) -> Result<u64, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "invalid snapshot interval {text:?}; use a whole number of events, \
+             e.g. 50 (0 turns snapshots off)"
+        )
+    })
+}
+
 fn parse_role(text: &str) -> Result<Role, String> {
     Role::parse(text).ok_or_else(|| {
         format!("unknown role {text:?}; expected one of customer, ops, analyst, admin")
@@ -405,9 +456,44 @@ fn parse_ttl(text: &str) -> Result<chrono::Duration, String> {
     Ok(chrono::Duration::seconds(seconds))
 }
 
-/// Parses the command line and runs the subcommand: the whole of `main`.
-pub fn run() -> anyhow::Result<()> {
-    let (config, command, given) = parse_command_line()?;
+/// The whole of `main`: parses the command line, runs the subcommand, and
+/// prints an error as `error: <message>` with its causes (no backtrace, even
+/// with `RUST_BACKTRACE=1`: a user's mistake is not a crash). Exit status 2
+/// for a [`UsageError`], 1 for any other failure.
+pub fn main() -> ExitCode {
+    let (config, command, given) = match parse_command_line(std::env::args_os().collect()) {
+        Ok(parsed) => parsed,
+        // help and --version (status 0), or a usage error (2), as clap prints them
+        Err(e) => e.exit(),
+    };
+    match run(config, command, given) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = std::io::stderr().write_all(report(&error).as_bytes());
+            if error.chain().any(|e| e.is::<UsageError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// `error: <message>`, then each cause on its own line, as cargo prints them.
+fn report(error: &anyhow::Error) -> String {
+    let mut text = format!("error: {error}\n");
+    let causes: Vec<String> = error.chain().skip(1).map(|e| e.to_string()).collect();
+    if !causes.is_empty() {
+        text.push_str("\nCaused by:\n");
+        for cause in causes {
+            text.push_str(&format!("    {cause}\n"));
+        }
+    }
+    text
+}
+
+/// Runs the parsed subcommand.
+fn run(config: Option<PathBuf>, command: Command, given: ArgMatches) -> anyhow::Result<()> {
     let file = match &config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
@@ -448,20 +534,72 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 /// The `--config` file, the subcommand, and clap's matches for the subcommand
-/// (which tell whether a value came from a flag, the environment or a default).
-/// `order-platform [--config FILE]` alone means `order-platform serve`.
-fn parse_command_line() -> anyhow::Result<(Option<PathBuf>, Command, ArgMatches)> {
-    let mut matches = Cli::command().get_matches();
-    if matches.subcommand().is_none() {
-        let mut argv: Vec<_> = std::env::args_os().collect();
+/// (which tell whether a value came from a flag, the environment or a default),
+/// from `argv` (the binary's name first).
+///
+/// No subcommand means `serve`: `order-platform [--config FILE]` alone, and
+/// `order-platform --listen 9000 --data-dir x`, which is read as
+/// `order-platform serve --listen 9000 --data-dir x`. Flags that belong to
+/// another subcommand, written before it (`order-platform --data-dir x token …`),
+/// are refused with the command line to type instead.
+pub(crate) fn parse_command_line(
+    argv: Vec<OsString>,
+) -> Result<(Option<PathBuf>, Command, ArgMatches), clap::Error> {
+    let as_serve = || {
+        let mut argv = argv.clone();
         argv.insert(1.min(argv.len()), "serve".into());
-        matches = Cli::command().get_matches_from(argv);
-    }
+        argv
+    };
+    let mut matches = match Cli::command().try_get_matches_from(&argv) {
+        Ok(matches) if matches.subcommand().is_some() => matches,
+        Ok(_) => Cli::command().try_get_matches_from(as_serve())?,
+        Err(e) if e.kind() == ErrorKind::UnknownArgument => {
+            match Cli::command().try_get_matches_from(as_serve()) {
+                Ok(matches) => matches,
+                Err(serve_error) => {
+                    return Err(flags_before_subcommand(&argv).unwrap_or(serve_error));
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
     match (cli.command, matches.remove_subcommand()) {
         (Some(command), Some((_, given))) => Ok((cli.config, command, given)),
-        _ => anyhow::bail!("no subcommand, even after defaulting to serve"),
+        _ => Err(Cli::command().error(
+            ErrorKind::MissingSubcommand,
+            "no subcommand, even after defaulting to serve",
+        )),
     }
+}
+
+/// `order-platform --data-dir x token --sub a`: a subcommand after flags that
+/// are not the top level's. The error says the command line that works.
+fn flags_before_subcommand(argv: &[OsString]) -> Option<clap::Error> {
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let at = argv
+        .iter()
+        .skip(2)
+        .position(|a| names.iter().any(|n| a == n.as_str()))?
+        + 2;
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut fixed = vec!["order-platform".to_string(), words[at].clone()];
+    fixed.extend(words[1..at].iter().cloned());
+    fixed.extend(words[at + 1..].iter().cloned());
+    Some(Cli::command().error(
+        ErrorKind::UnknownArgument,
+        format!(
+            "flags go after the subcommand `{}`\n\n  did you mean `{}`?",
+            words[at],
+            fixed.join(" ")
+        ),
+    ))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -473,7 +611,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     if args.sub.trim().is_empty() {
-        anyhow::bail!("--sub must not be blank");
+        return Err(UsageError(
+            "--sub must not be blank: give the subject, e.g. --sub alice".into(),
+        )
+        .into());
     }
     // Only the server creates the key: a key made here would sign tokens that no
     // running server accepts.
@@ -524,6 +665,113 @@ mod tests {
         assert_eq!(args.snapshot_every, 50);
         assert_eq!(args.store.database_url, None);
         assert!(ServeArgs::from_flags(["--lisen", "127.0.0.1:0"]).is_err());
+        for (flag, value, words) in [
+            (
+                "--body-limit",
+                "big",
+                "a whole number of bytes, e.g. 1048576",
+            ),
+            (
+                "--body-limit",
+                "1.5",
+                "a whole number of bytes, e.g. 1048576",
+            ),
+            (
+                "--snapshot-every",
+                "often",
+                "a whole number of events, e.g. 50",
+            ),
+        ] {
+            let error = match ServeArgs::from_flags([flag, value]) {
+                Ok(_) => panic!("{flag} {value} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(error.contains(words), "{flag} {value}: {error}");
+        }
+    }
+
+    fn parsed(argv: &[&str]) -> Result<(Option<PathBuf>, Command, ArgMatches), clap::Error> {
+        parse_command_line(argv.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn serve_flags_work_without_the_subcommand() {
+        for argv in [
+            &["order-platform", "--listen", "9000", "--data-dir", "x"][..],
+            &[
+                "order-platform",
+                "serve",
+                "--listen",
+                "9000",
+                "--data-dir",
+                "x",
+            ],
+            &[
+                "order-platform",
+                "--data-dir",
+                "x",
+                "--listen",
+                "127.0.0.1:9000",
+            ],
+        ] {
+            let (_, command, given) = parsed(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let Command::Serve(args) = command else {
+                panic!("{argv:?} is not serve")
+            };
+            assert_eq!(args.listen, "127.0.0.1:9000".parse().unwrap(), "{argv:?}");
+            assert_eq!(args.store.data_dir, PathBuf::from("x"), "{argv:?}");
+            assert_eq!(
+                given.value_source("listen"),
+                Some(clap::parser::ValueSource::CommandLine)
+            );
+        }
+        let (config, command, _) =
+            parsed(&["order-platform", "--config", "f.toml", "--listen", "9000"]).unwrap();
+        assert_eq!(config, Some(PathBuf::from("f.toml")));
+        assert!(matches!(command, Command::Serve(_)));
+        assert!(matches!(
+            parsed(&["order-platform", "token", "--sub", "a", "--role", "ops"])
+                .unwrap()
+                .1,
+            Command::Token(_)
+        ));
+    }
+
+    fn refused(argv: &[&str]) -> String {
+        match parsed(argv) {
+            Ok(_) => panic!("{argv:?} accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_mistake_without_the_subcommand_says_what_to_type() {
+        // a flag serve does not have either: serve's usage line
+        let error = refused(&["order-platform", "--listen", "9000", "--lisen", "1"]);
+        assert!(error.contains("--lisen"), "{error}");
+        assert!(error.contains("order-platform serve"), "{error}");
+        // a subcommand after its flags
+        let error = refused(&["order-platform", "--data-dir", "x", "token", "--sub", "a"]);
+        assert!(
+            error.contains("did you mean `order-platform token --data-dir x --sub a`?"),
+            "{error}"
+        );
+        // a bad address at the top level is explained, as after `serve`
+        let error = refused(&["order-platform", "--listen", "localhost"]);
+        assert!(error.contains("add one, e.g. localhost:8080"), "{error}");
+    }
+
+    #[test]
+    fn errors_are_printed_with_their_causes_and_no_backtrace() {
+        let error = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::AddrInUse))
+            .context("cannot listen on 127.0.0.1:8080");
+        let text = report(&error);
+        assert!(
+            text.starts_with("error: cannot listen on 127.0.0.1:8080\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nCaused by:\n    "), "{text}");
+        assert!(!text.to_lowercase().contains("backtrace"), "{text}");
     }
 
     #[test]

@@ -29,11 +29,13 @@
 //!
 //! The file is checked whole before anything starts: an unknown key, a value of
 //! the wrong type or an unparsable address is an error that names the key and
-//! its line, even for a key the running subcommand does not use.
+//! its line and says in words what the key takes (`body_limit` must be a whole
+//! number of bytes, e.g. 1048576), even for a key the running subcommand does
+//! not use. It is a usage error: the binary exits with status 2.
 
-use crate::cli::RelayArgs;
+use crate::cli::{RelayArgs, UsageError};
 use crate::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 use serde::Deserialize;
@@ -44,16 +46,19 @@ use std::time::Duration;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    #[serde(default, deserialize_with = "listen")]
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    #[serde(default, deserialize_with = "body_limit")]
     body_limit: Option<usize>,
+    #[serde(default, deserialize_with = "snapshot_every")]
     snapshot_every: Option<u64>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "request_timeout")]
     request_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "max_in_flight")]
     max_in_flight: Option<usize>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "shutdown_timeout")]
     shutdown_timeout: Option<Duration>,
     kafka_bootstrap_servers: Option<String>,
     schema_registry_url: Option<String>,
@@ -61,19 +66,19 @@ pub struct FileConfig {
     partitions: Option<i32>,
     replication_factor: Option<i32>,
     batch_size: Option<u32>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "kafka_timeout")]
     kafka_timeout: Option<Duration>,
     #[serde(default, deserialize_with = "issuer")]
     oidc_issuer: Option<String>,
     oidc_audience: Option<String>,
     oidc_client_id: Option<String>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "oidc_jwks_cache")]
     oidc_jwks_cache: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "oidc_jwks_min_refresh")]
     oidc_jwks_min_refresh: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "oidc_leeway")]
     oidc_leeway: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "oidc_startup_timeout")]
     oidc_startup_timeout: Option<Duration>,
     // The gateway's.
     command_url: Option<String>,
@@ -82,13 +87,91 @@ pub struct FileConfig {
     redis_prefix: Option<String>,
     /// `{customer = "600/1m+100", anonymous = "60/1m"}`.
     rate_limits: Option<std::collections::BTreeMap<String, String>>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "command_timeout")]
     command_timeout: Option<Duration>,
-    #[serde(default, deserialize_with = "duration")]
+    #[serde(default, deserialize_with = "query_timeout")]
     query_timeout: Option<Duration>,
     retries: Option<u32>,
     cors_allow_origins: Option<Vec<String>>,
     hsts: Option<bool>,
+}
+
+/// What `listen` takes, for error messages.
+const LISTEN_EXAMPLES: &str = "use HOST:PORT or a port, e.g. 127.0.0.1:8080, \
+     0.0.0.0:8080 (every interface), [::1]:8080, localhost:8080, or 8080 (= 127.0.0.1:8080)";
+
+/// The address to listen on, as `--listen`, `ORDER_PLATFORM_LISTEN` and the
+/// file's `listen` take it: `IP:PORT` (`127.0.0.1:8080`, `[::1]:8080`), a bare
+/// port (`8080`: 127.0.0.1, this machine only), or `HOST:PORT` with a host name
+/// (`localhost:8080`), resolved now. A name that resolves to several addresses
+/// (`localhost` is often both 127.0.0.1 and ::1) means its first IPv4 address,
+/// else its first address: one socket, one address in the banner. Give an IP to
+/// choose another.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("the address is empty; {LISTEN_EXAMPLES}"));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u16>()
+            .map(|port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+            .map_err(|_| {
+                format!("port {text} is out of range: a port is 0 to 65535 (0: any free port)")
+            });
+    }
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    if let Some((_, rest)) = text.split_once("://") {
+        let bare = rest.trim_end_matches('/');
+        return Err(format!(
+            "{text:?} is a URL; give the address alone, e.g. {bare}"
+        ));
+    }
+    if let Ok(ip) = text.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Err(format!(
+            "{text:?} has no port; add one, e.g. {}",
+            SocketAddr::new(ip, 8080)
+        ));
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("{text:?} has no port; add one, e.g. {text}:8080"));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!(
+            "invalid address {text:?}: the port {port:?} is not a number from 0 to 65535; \
+             {LISTEN_EXAMPLES}"
+        ));
+    };
+    let is_name = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    if !is_name {
+        return Err(format!("invalid address {text:?}; {LISTEN_EXAMPLES}"));
+    }
+    let resolved: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            format!(
+                "cannot resolve the host name {host:?} of {text:?} ({e}); \
+                 use an IP address, e.g. 127.0.0.1:{port} or 0.0.0.0:{port}"
+            )
+        })?
+        .collect();
+    resolved
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(resolved.first())
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "the host name {host:?} resolves to no address; \
+                 use an IP address, e.g. 127.0.0.1:{port}"
+            )
+        })
 }
 
 /// A duration such as `500ms`, `30s`, `2m` or `1h`: at least 1 ms, at most a day.
@@ -126,11 +209,44 @@ pub fn parse_max_in_flight(text: &str) -> Result<usize, String> {
         })
 }
 
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_duration(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
+/// A value of the file as TOML wrote it: the settings below read it themselves,
+/// so that a value of the wrong type is explained in words (serde alone says
+/// `invalid type: string "big", expected usize`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Raw {
+    Integer(i64),
+    Text(String),
+    Other(serde::de::IgnoredAny),
+}
+
+fn refuse<E: serde::de::Error>(key: &str, expected: &str) -> E {
+    E::custom(format!("`{key}` must be {expected}"))
+}
+
+/// A whole number from 0 to `max`, or `expected` (in words) as the error.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    key: &str,
+    max: u64,
+    expected: &str,
+) -> Result<u64, D::Error> {
+    match Raw::deserialize(d)? {
+        Raw::Integer(n) if n >= 0 && n as u64 <= max => Ok(n as u64),
+        _ => Err(refuse(key, expected)),
+    }
+}
+
+fn body_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let max = usize::MAX.try_into().unwrap_or(u64::MAX);
+    let expected = "a whole number of bytes, e.g. 1048576 (1 MiB, the default)";
+    let n = whole_number(d, "body_limit", max, expected)?;
+    Ok(Some(usize::try_from(n).unwrap_or(usize::MAX)))
+}
+
+fn snapshot_every<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let expected = "a whole number of events, e.g. 50 (the default; 0 turns snapshots off)";
+    whole_number(d, "snapshot_every", u64::MAX, expected).map(Some)
 }
 
 fn issuer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -141,19 +257,84 @@ fn issuer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::E
 }
 
 fn max_in_flight<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    let n = u64::deserialize(d)?;
-    parse_max_in_flight(&n.to_string())
+    let expected = format!(
+        "a whole number of requests from 1 to {MAX_IN_FLIGHT_CEILING}, e.g. 512 (the default)"
+    );
+    let ceiling = MAX_IN_FLIGHT_CEILING as u64;
+    match whole_number(d, "max_in_flight", ceiling, &expected)? {
+        0 => Err(refuse("max_in_flight", &expected)),
+        n => Ok(Some(n as usize)),
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    key: &str,
+) -> Result<Option<Duration>, D::Error> {
+    let expected = "a duration in quotes such as \"30s\" \
+                    (a whole number with ms, s, m or h, from 1ms to 24h)";
+    match Raw::deserialize(d)? {
+        Raw::Text(text) => parse_duration(&text)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("`{key}`: {e}"))),
+        _ => Err(refuse(key, expected)),
+    }
+}
+
+fn request_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d, "request_timeout")
+}
+
+fn shutdown_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d, "shutdown_timeout")
+}
+
+/// One deserializer per duration key of the relay and the OIDC/gateway settings,
+/// so that an error names its key.
+macro_rules! duration_keys {
+    ($($key:ident),* $(,)?) => {
+        $(
+            fn $key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+                duration(d, stringify!($key))
+            }
+        )*
+    };
+}
+duration_keys!(
+    kafka_timeout,
+    oidc_jwks_cache,
+    oidc_jwks_min_refresh,
+    oidc_leeway,
+    oidc_startup_timeout,
+    command_timeout,
+    query_timeout,
+);
+
+/// `listen`: the text `--listen` takes, or a bare port as a number (`8080`).
+fn listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let parsed = match Raw::deserialize(d)? {
+        Raw::Text(text) => parse_listen(&text),
+        Raw::Integer(n) => parse_listen(&n.to_string()),
+        Raw::Other(_) => Err(format!(
+            "the address must be text in quotes; {LISTEN_EXAMPLES}"
+        )),
+    };
+    parsed
         .map(Some)
-        .map_err(serde::de::Error::custom)
+        .map_err(|e| serde::de::Error::custom(format!("`listen`: {e}")))
 }
 
 impl FileConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the configuration file {}", path.display()))?;
-        let mut config: FileConfig = toml::from_str(&text)
-            .map_err(|e| anyhow!("configuration file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError(format!(
+                "cannot read the configuration file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut config: FileConfig =
+            toml::from_str(&text).map_err(|e| UsageError(located(path, &text, &e)))?;
         if let Some(dir) = &config.data_dir
             && dir.is_relative()
         {
@@ -373,6 +554,20 @@ impl FileConfig {
     }
 }
 
+/// `configuration file F, line N: <what is wrong>` and the line itself, from
+/// a TOML error (whose own text is a caret diagram over several lines).
+fn located(path: &Path, text: &str, error: &toml::de::Error) -> String {
+    let file = path.display();
+    let Some(span) = error.span() else {
+        return format!("configuration file {file}: {}", error.message().trim());
+    };
+    let start = span.start.min(text.len());
+    let number = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(number - 1).unwrap_or_default().trim();
+    let message = error.message().trim().replace('\n', "; ");
+    format!("configuration file {file}, line {number}: {message}\n    {number} | {line}")
+}
+
 /// Puts the file's value (if any) into `setting` when the user left the argument
 /// `id` alone: no flag and no environment variable.
 fn fill<T>(setting: &mut T, from_file: Option<T>, given: &ArgMatches, id: &str) {
@@ -587,6 +782,118 @@ mod tests {
         }
         let error = parse("listen = ").unwrap_err().to_string();
         assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_kind_is_explained_in_words_with_its_key_and_line() {
+        for (file, line, words) in [
+            (
+                "listen = \"127.0.0.1:1\"\nbody_limit = \"big\"",
+                2,
+                "`body_limit` must be a whole number of bytes, e.g. 1048576",
+            ),
+            (
+                "body_limit = -1",
+                1,
+                "`body_limit` must be a whole number of bytes, e.g. 1048576",
+            ),
+            (
+                "\n\nrequest_timeout = 5",
+                3,
+                "`request_timeout` must be a duration in quotes such as \"30s\"",
+            ),
+            (
+                "shutdown_timeout = \"soon\"",
+                1,
+                "`shutdown_timeout`: invalid duration \"soon\"; use a whole number with ms, s, m or h, e.g. 30s",
+            ),
+            (
+                "snapshot_every = \"often\"",
+                1,
+                "`snapshot_every` must be a whole number of events, e.g. 50",
+            ),
+            (
+                "max_in_flight = \"many\"",
+                1,
+                "`max_in_flight` must be a whole number of requests from 1 to 1000000",
+            ),
+            (
+                "max_in_flight = 0",
+                1,
+                "`max_in_flight` must be a whole number",
+            ),
+            (
+                "listen = \"localhost\"",
+                1,
+                "`listen`: \"localhost\" has no port; add one, e.g. localhost:8080",
+            ),
+            (
+                "listen = true",
+                1,
+                "`listen`: the address must be text in quotes",
+            ),
+        ] {
+            let error = parse(file).unwrap_err();
+            let text = error.to_string();
+            assert!(
+                text.contains(&format!("order-platform.toml, line {line}: ")),
+                "{file:?}: {text}"
+            );
+            assert!(text.contains(words), "{file:?}: {text}");
+            for rust in ["usize", "u64", "i64", "expected a string"] {
+                assert!(!text.contains(rust), "{file:?} leaks {rust}: {text}");
+            }
+            assert!(
+                error.chain().any(|e| e.is::<UsageError>()),
+                "a usage error (exit status 2): {file:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_takes_a_port_an_address_or_a_host_name() {
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(parse_listen("9092"), Ok(local(9092)));
+        assert_eq!(parse_listen("0"), Ok(local(0)));
+        assert_eq!(parse_listen("127.0.0.1:9092"), Ok(local(9092)));
+        assert_eq!(
+            parse_listen("0.0.0.0:80"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 80)))
+        );
+        assert_eq!(
+            parse_listen("[::1]:9092"),
+            Ok("[::1]:9092".parse().unwrap())
+        );
+        // localhost is 127.0.0.1 (and often ::1): the first IPv4 address wins
+        assert_eq!(parse_listen("localhost:9092"), Ok(local(9092)));
+        // the file takes a bare port as a number too
+        let file = parse("listen = 9093").unwrap();
+        assert_eq!(file.listen, Some(local(9093)));
+        let file = parse("listen = \"localhost:9094\"").unwrap();
+        assert_eq!(file.listen, Some(local(9094)));
+
+        for (bad, says) in [
+            ("", "e.g. 127.0.0.1:8080"),
+            ("70000", "port 70000 is out of range"),
+            ("localhost", "has no port; add one, e.g. localhost:8080"),
+            ("127.0.0.1", "has no port; add one, e.g. 127.0.0.1:8080"),
+            ("::1", "has no port; add one, e.g. [::1]:8080"),
+            ("127.0.0.1:http", "the port \"http\" is not a number"),
+            (
+                "http://127.0.0.1:8080/",
+                "is a URL; give the address alone, e.g. 127.0.0.1:8080",
+            ),
+            ("no such host!:80", "e.g. 127.0.0.1:8080"),
+            (":8080", "e.g. 127.0.0.1:8080"),
+            (
+                "nonexistent.invalid:8080",
+                "use an IP address, e.g. 127.0.0.1:8080",
+            ),
+        ] {
+            let error = parse_listen(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad:?}: {error}");
+            assert!(!error.contains("syntax"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -2,6 +2,6 @@
 //! lives in the library (`src/lib.rs`), so the tests can run the same server
 //! in their own process.
 
-fn main() -> anyhow::Result<()> {
-    order_platform::cli::run()
+fn main() -> std::process::ExitCode {
+    order_platform::cli::main()
 }

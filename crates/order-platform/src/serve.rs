@@ -1,6 +1,7 @@
 //! The all-in-one server: command, query and projector in one process
 //! ([`App`]), and `serve`, which runs it as the binary's default subcommand.
 
+use crate::cli::UsageError;
 use crate::{ServeArgs, StoreArgs};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -30,9 +31,12 @@ use utoipa::openapi::{ContactBuilder, LicenseBuilder};
 async fn open_event_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
     match &args.database_url {
         Some(url) => {
-            let options = sqlx::postgres::PgConnectOptions::from_str(url).context(
-                "ORDER_PLATFORM_DATABASE_URL / --database-url is not a valid postgres:// URL",
-            )?;
+            let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| {
+                UsageError(format!(
+                    "--database-url (ORDER_PLATFORM_DATABASE_URL, config `database_url`) is \
+                     not a PostgreSQL URL ({e}); use postgres://USER:PASSWORD@HOST:5432/DATABASE"
+                ))
+            })?;
             let store = PostgresEventStore::connect(options, 16)
                 .await
                 .context("connecting to the PostgreSQL event store")?;
@@ -151,7 +155,7 @@ impl App {
         let router = app(&args, verifier, events, read, projector.clone());
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+            .map_err(|e| cannot_listen(args.listen, e))?;
         let addr = listener.local_addr()?;
 
         let (stop, mut stop_http) = watch::channel(false);
@@ -230,6 +234,36 @@ impl Drop for App {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
     }
+}
+
+/// Why the server cannot listen on `address`, and what to do about it: the
+/// operating system's own words ("Address already in use") stay as the cause.
+fn cannot_listen(address: SocketAddr, error: std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    let port = address.port();
+    let other = SocketAddr::new(address.ip(), port.checked_add(1).unwrap_or(8080));
+    let choose = format!(
+        "choose another address with --listen {other} (or ORDER_PLATFORM_LISTEN, or \
+         `listen` in the configuration file)"
+    );
+    let message = match error.kind() {
+        ErrorKind::AddrInUse => format!(
+            "cannot listen on {address}: another process is already using that address\n  \
+             {choose}, or stop the other process (`ss -ltnp 'sport = :{port}'` or \
+             `lsof -i :{port}` shows which it is)"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "cannot listen on {address}: permission denied (ports below 1024 need \
+             privileges)\n  {choose}"
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "cannot listen on {address}: no network interface of this machine has the \
+             address {}\n  use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface): {choose}",
+            address.ip()
+        ),
+        _ => format!("cannot listen on {address}\n  {choose}"),
+    };
+    anyhow::Error::new(error).context(message)
 }
 
 fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {

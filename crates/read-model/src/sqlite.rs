@@ -14,7 +14,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use order_domain::{Currency, Order, OrderStatus};
-use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent, StoreId};
+use order_event_store::{ConsistencyToken, EmbeddedMigrations, LogCursor, RecordedEvent, StoreId};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::collections::hash_map::Entry;
@@ -25,7 +25,22 @@ use uuid::Uuid;
 
 mod layout;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The read model's migrations (`migrations/`), embedded: see
+/// `order_event_store::EmbeddedMigrations` for why not `sqlx::migrate!`.
+const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
+    (
+        "0001_read_model.sql",
+        include_str!("../migrations/0001_read_model.sql"),
+    ),
+    (
+        "0002_checkpoint_names_its_store.sql",
+        include_str!("../migrations/0002_checkpoint_names_its_store.sql"),
+    ),
+    (
+        "0003_layout.sql",
+        include_str!("../migrations/0003_layout.sql"),
+    ),
+]);
 
 pub struct SqliteReadStore {
     pool: SqlitePool,
@@ -41,7 +56,7 @@ impl SqliteReadStore {
     /// A store written by code with another document layout is emptied here, so
     /// the projector rebuilds it from the event log (see `sqlite/layout.rs`).
     pub async fn open(path: &Path) -> Result<SqliteReadStore, ReadError> {
-        let pool = order_event_store::open_sqlite_pool(path, &MIGRATOR)
+        let pool = order_event_store::open_sqlite_pool(path, MIGRATIONS)
             .await
             .map_err(|e| ReadError::Unavailable(format!("opening {}: {e}", path.display())))?;
         let store = SqliteReadStore {
@@ -418,5 +433,14 @@ impl ReadStore for SqliteReadStore {
     async fn ping(&self) -> Result<(), ReadError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod embedded_migrations {
+    #[tokio::test]
+    async fn the_embedded_migrations_are_the_folder() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        order_event_store::assert_same_as_folder(super::MIGRATIONS, &dir).await;
     }
 }

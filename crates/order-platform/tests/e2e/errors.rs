@@ -641,3 +641,98 @@ async fn invalid_values_are_422_with_field_errors() {
         "no invalid create stored an order: {list}"
     );
 }
+
+/// A value of the wrong JSON type is named by its field, with what it must be in
+/// JSON's words, on every route that takes a body; never a Rust type (`i64`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_json_type_names_the_field_and_what_it_must_be() {
+    let server = Server::start(Backend::Sqlite).await;
+    let ops = server.token("ops-1", &["ops"]);
+    let id = server.new_order(&ops, "alice").await;
+    let order = |command: &str| format!("/api/v1/orders/{id}/{command}");
+    let cases = [
+        (
+            "/api/v1/orders".to_string(),
+            json!({"customerId": "alice", "currency": "USD",
+                   "items": [{"sku": "A", "productName": "B", "quantity": "2", "unitPrice": "1.00"}]}),
+            "items[0].quantity",
+            "must be an integer, not the string \"2\"",
+        ),
+        (
+            "/api/v1/orders".to_string(),
+            json!({"customerId": "alice", "currency": "USD", "items": [item("A", "B", 1, "1.00"),
+                   {"sku": "C", "productName": "D", "quantity": 1, "unitPrice": 1.5}]}),
+            "items[1].unitPrice",
+            "must be a string, not the number 1.5",
+        ),
+        (
+            "/api/v1/orders".to_string(),
+            json!({"customerId": "alice", "currency": "USD", "orderId": "not-a-uuid",
+                   "items": [item("A", "B", 1, "1.00")]}),
+            "orderId",
+            "must be a UUID",
+        ),
+        (
+            "/api/v1/orders".to_string(),
+            json!({"customerId": "alice", "currency": "USD",
+                   "items": [{"sku": "A", "productName": "B", "qty": 1, "unitPrice": "1.00"}]}),
+            "items[0].qty",
+            "is not a known field; expected sku, productName, quantity, unitPrice",
+        ),
+        (
+            order("items"),
+            json!({"sku": "A", "productName": "B", "quantity": 1.5, "unitPrice": "1.00"}),
+            "quantity",
+            "must be an integer, not 1.5",
+        ),
+        (
+            order("reject"),
+            json!({"reason": 42}),
+            "reason",
+            "must be a string, not the number 42",
+        ),
+        (
+            order("ship"),
+            json!({"trackingNumber": "1Z", "carrier": ["UPS"]}),
+            "carrier",
+            "must be a string, not an array",
+        ),
+        (
+            order("approve"),
+            json!({"reason": true}),
+            "reason",
+            "must be a string, not true",
+        ),
+        (
+            order("cancel"),
+            json!({"reason": {"why": "x"}}),
+            "reason",
+            "must be a string, not an object",
+        ),
+    ];
+    for (path, body, field, message) in cases {
+        let r = server.post(&path, &ops, &body).await;
+        r.expect_problem(StatusCode::BAD_REQUEST, "invalid_json");
+        assert_eq!(r.json["errors"][0]["field"], field, "{path}: {r}");
+        let said = r.json["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(said.starts_with(message), "{path}: {r}");
+        assert_eq!(
+            r.json["detail"].as_str(),
+            Some(format!("{field} {said}").as_str()),
+            "{path}: {r}"
+        );
+        for rust in [
+            "i64",
+            "u64",
+            "usize",
+            "i32",
+            "struct",
+            "Uuid",
+            "JSON number",
+        ] {
+            assert!(!r.text.contains(rust), "{path}: {rust} in {r}");
+        }
+    }
+    // nothing of it was applied
+    assert_eq!(version_of(&server, &ops, id).await, 1);
+}

@@ -1,12 +1,13 @@
 //! The tests that need an `order-platform` process: `kill -9` under load and a
-//! restart (`restart`), the command line (`cli`), and start-up and
-//! configuration (`startup`). Everything else runs in-process, in the `e2e`
-//! binary.
+//! restart (`restart`), the command line (`cli`), start-up and configuration
+//! (`startup`), and the errors of a first session (`first_minutes`). Everything
+//! else runs in-process, in the `e2e` binary.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod cli;
+mod first_minutes;
 mod limits;
 mod oidc_startup;
 mod restart;
