@@ -123,11 +123,14 @@ pub async fn assert_same_as_folder(embedded: EmbeddedMigrations, dir: &std::path
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[tokio::test]
     async fn the_embedded_migrations_are_the_folders() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let root = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("migrations");
         assert_same_as_folder(SQLITE, &root.join("sqlite")).await;
         assert_same_as_folder(POSTGRES, &root.join("postgres")).await;
     }

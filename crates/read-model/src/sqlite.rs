@@ -440,7 +440,11 @@ impl ReadStore for SqliteReadStore {
 mod embedded_migrations {
     #[tokio::test]
     async fn the_embedded_migrations_are_the_folder() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let dir = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("migrations");
         order_event_store::assert_same_as_folder(super::MIGRATIONS, &dir).await;
     }
 }

@@ -21,9 +21,11 @@ pub fn updating() -> bool {
 
 /// `tests/golden/<name>` of the crate under test.
 pub fn path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name)
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/golden")
+    .join(name)
 }
 
 pub fn read(path: &Path) -> Option<Value> {

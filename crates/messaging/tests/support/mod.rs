@@ -6,11 +6,14 @@ use chrono::{DateTime, Utc};
 use order_domain::{Currency, EventPayload, Line};
 use order_messaging::OrderEventMessage;
 use serde_json::Value as Json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use uuid::Uuid;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../..")
 }
 
 pub fn currency(code: &str) -> Currency {

@@ -10,7 +10,6 @@
 //! Deleted by [`TestRealm::delete`].
 
 use serde_json::{Value, json};
-use std::path::Path;
 
 pub const AUDIENCE: &str = "order-platform-api";
 pub const TEST_CLIENT: &str = "order-platform-test";
@@ -43,8 +42,11 @@ impl TestRealm {
             "op-e2e-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let file =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dev/realm/order-platform-realm.json");
+        let file = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../dev/realm/order-platform-realm.json");
         let mut realm: Value =
             serde_json::from_str(&std::fs::read_to_string(&file).expect("read the realm file"))
                 .expect("the realm file is JSON");
