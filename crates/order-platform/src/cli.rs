@@ -76,6 +76,9 @@ pub(crate) enum Command {
     /// Run the API gateway in front of the command and query services: token
     /// checks, rate limits (shared through Redis), routing.
     Gateway(GatewayArgs),
+    /// Build the next Elasticsearch orders index from the PostgreSQL event store while the
+    /// current one serves, then move the alias to it (no downtime).
+    Rebuild(crate::rebuild::RebuildArgs),
 }
 
 #[derive(Args, Clone)]
@@ -520,6 +523,13 @@ fn run(config: Option<PathBuf>, command: Command, given: ArgMatches) -> anyhow::
             let served = runtime.block_on(crate::gateway::gateway(args));
             runtime.shutdown_timeout(Duration::from_secs(1));
             served
+        }
+        Command::Rebuild(mut args) => {
+            file.apply_to_rebuild(&mut args, &given);
+            let runtime = runtime()?;
+            let rebuilt = runtime.block_on(crate::rebuild::rebuild(args));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            rebuilt
         }
         Command::Serve(mut args) => {
             file.apply_to_serve(&mut args, &given);

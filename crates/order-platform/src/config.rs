@@ -94,6 +94,12 @@ pub struct FileConfig {
     retries: Option<u32>,
     cors_allow_origins: Option<Vec<String>>,
     hsts: Option<bool>,
+    // Elasticsearch (the query service and `rebuild`).
+    elasticsearch_url: Option<String>,
+    index_prefix: Option<String>,
+    rebuild_batch_size: Option<u32>,
+    #[serde(default, deserialize_with = "elasticsearch_timeout")]
+    elasticsearch_timeout: Option<Duration>,
 }
 
 /// What `listen` takes, for error messages.
@@ -308,6 +314,7 @@ duration_keys!(
     oidc_startup_timeout,
     command_timeout,
     query_timeout,
+    elasticsearch_timeout,
 );
 
 /// `listen`: the text `--listen` takes, or a bare port as a number (`8080`).
@@ -322,6 +329,25 @@ fn listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, 
     parsed
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("`listen`: {e}")))
+}
+
+/// A setting `who` cannot run without, named as the user can give it:
+/// `the relay needs --database-url (or ORDER_PLATFORM_DATABASE_URL, or
+/// `database_url` in the --config file)`, a usage error (exit status 2).
+pub fn required(
+    value: Option<String>,
+    who: &str,
+    flag: &str,
+    variable: &str,
+    key: &str,
+) -> anyhow::Result<String> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(crate::cli::UsageError(format!(
+            "{who} needs --{flag} (or {variable}, or `{key}` in the --config file)"
+        ))
+        .into()),
+    }
 }
 
 impl FileConfig {
@@ -538,6 +564,39 @@ impl FileConfig {
             self.kafka_timeout,
             given,
             "kafka_timeout",
+        );
+    }
+
+    /// Fills the settings of `rebuild` that neither a flag nor the environment set.
+    pub fn apply_to_rebuild(&self, args: &mut crate::rebuild::RebuildArgs, given: &ArgMatches) {
+        let some = |v: &Option<String>| v.clone().map(Some);
+        fill(
+            &mut args.database_url,
+            some(&self.database_url),
+            given,
+            "database_url",
+        );
+        fill(
+            &mut args.elasticsearch_url,
+            some(&self.elasticsearch_url),
+            given,
+            "elasticsearch_url",
+        );
+        let prefix = self.index_prefix.clone();
+        fill(&mut args.index_prefix, prefix, given, "index_prefix");
+        let batch = self.rebuild_batch_size;
+        fill(
+            &mut args.rebuild_batch_size,
+            batch,
+            given,
+            "rebuild_batch_size",
+        );
+        let timeout = self.elasticsearch_timeout;
+        fill(
+            &mut args.elasticsearch_timeout,
+            timeout,
+            given,
+            "elasticsearch_timeout",
         );
     }
 

@@ -10,6 +10,7 @@ pub mod cli;
 mod config;
 mod docs;
 mod gateway;
+mod rebuild;
 mod relay;
 mod serve;
 

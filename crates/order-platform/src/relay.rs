@@ -2,6 +2,7 @@
 //! endpoints (`/health/live`, `/health/ready`, `/metrics`) on `--listen`.
 
 use crate::cli::RelayArgs;
+use crate::config;
 use crate::serve::{init_logging, shutdown_signal};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -19,23 +20,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between attempts to reach PostgreSQL at start-up.
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
 
-/// The settings the relay cannot run without, named as the user can give them.
-fn required(
-    value: Option<String>,
-    flag: &str,
-    variable: &str,
-    key: &str,
-) -> anyhow::Result<String> {
-    match value {
-        Some(v) if !v.trim().is_empty() => Ok(v),
-        _ => anyhow::bail!(
-            "the relay needs --{flag} (or {variable}, or `{key}` in the --config file)"
-        ),
-    }
-}
-
 /// Checks the settings and turns them into the relay's configuration and the store's options.
 pub(crate) fn settings(args: &RelayArgs) -> anyhow::Result<(PgConnectOptions, RelayConfig)> {
+    let required =
+        |value, flag, variable, key| config::required(value, "the relay", flag, variable, key);
     let url = required(
         args.database_url.clone(),
         "database-url",

@@ -521,8 +521,16 @@ impl ReadinessCheck for ProjectorCheck {
 }
 
 pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    init_logging_at("info");
+}
+
+/// JSON log lines on stderr at `level` unless `RUST_LOG` says otherwise.
+/// PostgreSQL's notices (`relation … already exists, skipping` from the
+/// migrations at every start) are kept out unless they are warnings.
+pub(crate) fn init_logging_at(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{level},sqlx::postgres::notice=warn"))
+    });
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

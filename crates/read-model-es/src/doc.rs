@@ -38,6 +38,20 @@ pub(crate) const PART_BITS: [u32; 3] = [22, 21, 21];
 pub(crate) const MAX_EXACT_SUM_DOCS: u64 = 1 << 31;
 
 /// The body indexed for `order`.
+/// Appends the `_bulk` lines that index `order` at its stream version
+/// (external versioning: an older or repeated write is refused with 409).
+pub(crate) fn push_index_lines(body: &mut String, order: &Order) {
+    let action = serde_json::json!({ "index": {
+        "_id": order.id.to_string(),
+        "version": order.version,
+        "version_type": "external",
+    } });
+    body.push_str(&action.to_string());
+    body.push('\n');
+    body.push_str(&document(order).to_string());
+    body.push('\n');
+}
+
 pub(crate) fn document(order: &Order) -> Value {
     let id = order.id.to_string();
     let mut all_words = words(&id);

@@ -152,13 +152,6 @@ pub struct EsReadStore {
     mapping: Value,
 }
 
-/// Where an `apply` writes: through the alias (the projector) or into one
-/// concrete index (a rebuild filling the next index).
-enum Target<'a> {
-    Alias,
-    Index(&'a str),
-}
-
 impl EsReadStore {
     /// Connects, creating the meta index and the first orders index behind the
     /// alias if they do not exist. An index of another layout behind the alias is
@@ -319,14 +312,6 @@ impl EsReadStore {
         Ok(())
     }
 
-    /// Where reads and writes of `target` go.
-    fn index_of<'a>(&'a self, target: &Target<'a>) -> &'a str {
-        match target {
-            Target::Alias => &self.alias,
-            Target::Index(index) => index,
-        }
-    }
-
     /// The stored orders among `ids`, as of now (`_mget` is real-time).
     async fn load(&self, index: &str, ids: &[Uuid]) -> Result<HashMap<Uuid, Order>, ReadError> {
         let path = format!("/{index}/_mget?_source_includes=doc");
@@ -349,15 +334,15 @@ impl EsReadStore {
         Ok(loaded)
     }
 
-    /// Folds `events` into the stored orders and writes back those that changed,
-    /// then stores `checkpoint` (see the module doc for why in this order).
-    async fn apply_to(
+    /// Folds `events` into the stored orders behind the alias and writes back
+    /// those that changed, then stores `checkpoint` (see the module doc for why
+    /// in this order).
+    async fn apply_to_alias(
         &self,
-        target: Target<'_>,
         events: &[RecordedEvent],
         checkpoint: Checkpoint,
     ) -> Result<(), ReadError> {
-        let index = self.index_of(&target);
+        let index = self.alias.as_str();
         let mut seen: Vec<Uuid> = Vec::new();
         for event in events {
             if !seen.contains(&event.stream_id) {
@@ -381,31 +366,16 @@ impl EsReadStore {
             let mut body = String::new();
             for id in &seen {
                 if let Some((Some(order), true)) = slots.get(id) {
-                    let action = json!({ "index": {
-                        "_id": order.id.to_string(),
-                        "version": order.version,
-                        "version_type": "external",
-                    } });
-                    body.push_str(&action.to_string());
-                    body.push('\n');
-                    body.push_str(&doc::document(order).to_string());
-                    body.push('\n');
+                    doc::push_index_lines(&mut body, order);
                 }
             }
             if !body.is_empty() {
-                // A rebuild's index serves no reads until the alias moves to it
-                // (refreshed once before that): no refresh per batch.
-                let refresh = match target {
-                    Target::Alias => self.refresh.param(),
-                    Target::Index(_) => "false",
-                };
-                written_to = Some(self.bulk(index, refresh, body).await?);
+                written_to = Some(self.bulk(index, self.refresh.param(), body).await?);
             }
         }
-        let concrete = match (written_to, target) {
-            (Some(index), _) => index,
-            (None, Target::Index(index)) => index.to_string(),
-            (None, Target::Alias) => self.current_index().await?.ok_or_else(|| {
+        let concrete = match written_to {
+            Some(index) => index,
+            None => self.current_index().await?.ok_or_else(|| {
                 ReadError::Unavailable(format!("the alias {} is missing", self.alias))
             })?,
         };
@@ -632,7 +602,7 @@ impl ReadStore for EsReadStore {
         checkpoint: Checkpoint,
     ) -> Result<(), ReadError> {
         let _writer = self.write_gate.lock().await;
-        self.apply_to(Target::Alias, events, checkpoint).await
+        self.apply_to_alias(events, checkpoint).await
     }
 
     async fn checkpoint(&self) -> Result<Checkpoint, ReadError> {

@@ -23,12 +23,26 @@
 //! rebuild's last batch. If anything fails before the swap, the block is lifted
 //! and the half-built index deleted.
 
-use crate::{EsReadStore, Target};
-use order_event_store::{EventStore, LogCursor};
+use crate::{EsReadStore, doc};
+use order_domain::Order;
+use order_event_store::{EventStore, LogCursor, RecordedEvent};
+use order_read_model::fold::fold_event;
 use order_read_model::{Checkpoint, ReadError};
 use reqwest::Method;
 use serde_json::json;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How many orders a rebuild keeps folded in memory (a few KiB each) before it
+/// starts over from an empty set, reading orders back from the index instead.
+const FOLDED_CAP: usize = 200_000;
+
+/// The orders a rebuild has folded so far (see [`FOLDED_CAP`]).
+#[derive(Default)]
+struct Folded {
+    orders: HashMap<Uuid, Order>,
+}
 
 /// Reported after every batch.
 #[derive(Clone, Debug)]
@@ -104,6 +118,7 @@ impl EsReadStore {
             ReadError::Unavailable(format!("reading the event log: {e}"))
         };
         self.bind_index(new, log.store_id()).await?;
+        self.tune_for_bulk_load(new, true).await?;
         let started = Instant::now();
         let mut total = log
             .backlog(LogCursor::default())
@@ -111,22 +126,37 @@ impl EsReadStore {
             .map_err(unavailable)?
             .events;
         let mut done = 0u64;
-        let mut cursor = LogCursor::default();
         let mut checkpoint = Checkpoint::default();
         let mut fenced = false;
+        let mut folded = Folded::default();
+        let mut read = log
+            .read_log(LogCursor::default(), batch)
+            .await
+            .map_err(unavailable)?;
         loop {
-            let read = log.read_log(cursor, batch).await.map_err(unavailable)?;
+            // A short read reached the head of the log as it was then.
             let short = read.events.len() < batch;
+            let body = self.fold_batch(new, &mut folded, &read.events).await?;
             if !read.events.is_empty() {
                 checkpoint = Checkpoint {
                     cursor: read.next,
                     covered: read.covered,
                 };
-                self.apply_to(Target::Index(new), &read.events, checkpoint)
-                    .await?;
-                done += read.events.len() as u64;
+            }
+            let cursor = read.next;
+            let count = read.events.len() as u64;
+            if short {
+                self.bulk_load(new, body).await?;
+            } else {
+                // Write this batch while the next one is read.
+                let (written, next) =
+                    tokio::join!(self.bulk_load(new, body), log.read_log(cursor, batch));
+                written?;
+                read = next.map_err(unavailable)?;
+            }
+            if count > 0 {
+                done += count;
                 total = total.max(done);
-                cursor = read.next;
                 let elapsed = started.elapsed();
                 let rate = done as f64 / elapsed.as_secs_f64().max(1e-6);
                 progress(&RebuildProgress {
@@ -138,7 +168,6 @@ impl EsReadStore {
                         .then(|| Duration::from_secs_f64((total - done) as f64 / rate)),
                 });
             }
-            // A short read reached the head of the log as it was then.
             if short {
                 match old {
                     // Fenced already: the old index holds nothing past that head.
@@ -149,10 +178,12 @@ impl EsReadStore {
                     Some(old) => {
                         self.set_write_block(old, true).await?;
                         fenced = true;
+                        read = log.read_log(cursor, batch).await.map_err(unavailable)?;
                     }
                 }
             }
         }
+        self.tune_for_bulk_load(new, false).await?;
         self.es
             .ok(Method::POST, &format!("/{new}/_refresh"), None)
             .await?;
@@ -166,6 +197,79 @@ impl EsReadStore {
             checkpoint,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Folds `events` into the orders they touch and returns the `_bulk` lines
+    /// of those that changed. Orders are taken from `folded` when this rebuild
+    /// holds them, created by their first event, and otherwise read back from
+    /// `index` (`_mget` is real-time: it sees every bulk acknowledged so far).
+    async fn fold_batch(
+        &self,
+        index: &str,
+        folded: &mut Folded,
+        events: &[RecordedEvent],
+    ) -> Result<String, ReadError> {
+        let mut missing: Vec<Uuid> = Vec::new();
+        for event in events {
+            if event.version > 1
+                && !folded.orders.contains_key(&event.stream_id)
+                && !missing.contains(&event.stream_id)
+            {
+                missing.push(event.stream_id);
+            }
+        }
+        if !missing.is_empty() {
+            folded.orders.extend(self.load(index, &missing).await?);
+        }
+        let mut dirty: Vec<Uuid> = Vec::new();
+        for event in events {
+            let slot = folded.orders.get(&event.stream_id).cloned();
+            let mut order = slot;
+            if fold_event(&mut order, event)?
+                && let Some(order) = order
+            {
+                if !dirty.contains(&order.id) {
+                    dirty.push(order.id);
+                }
+                folded.orders.insert(order.id, order);
+            }
+        }
+        let mut body = String::new();
+        for id in &dirty {
+            if let Some(order) = folded.orders.get(id) {
+                doc::push_index_lines(&mut body, order);
+            }
+        }
+        // Written below before the next fold, so anything dropped here can be
+        // read back from the index.
+        if folded.orders.len() > FOLDED_CAP {
+            folded.orders.clear();
+        }
+        Ok(body)
+    }
+
+    /// One `_bulk` into the index being built, unrefreshed (nobody reads it yet).
+    async fn bulk_load(&self, index: &str, body: String) -> Result<(), ReadError> {
+        if body.is_empty() {
+            return Ok(());
+        }
+        self.bulk(index, "false", body).await.map(|_| ())
+    }
+
+    /// While an index is being filled, nobody searches it: no periodic refresh,
+    /// and the translog fsynced in the background rather than per request (a
+    /// crash fails the rebuild, which drops the index anyway). Reset to the
+    /// defaults before the swap.
+    async fn tune_for_bulk_load(&self, index: &str, on: bool) -> Result<(), ReadError> {
+        let settings = if on {
+            json!({ "index.refresh_interval": "-1", "index.translog.durability": "async" })
+        } else {
+            json!({ "index.refresh_interval": null, "index.translog.durability": null })
+        };
+        self.es
+            .ok(Method::PUT, &format!("/{index}/_settings"), Some(&settings))
+            .await
+            .map(|_| ())
     }
 
     /// Blocks (or allows again) writes to `index`.
