@@ -79,6 +79,9 @@ pub(crate) enum Command {
     /// Build the next Elasticsearch orders index from the PostgreSQL event store while the
     /// current one serves, then move the alias to it (no downtime).
     Rebuild(crate::rebuild::RebuildArgs),
+    /// Compare every Elasticsearch order with a replay of the PostgreSQL event store and print
+    /// `missing=… stale=… duplicated=…` (exit 1 if any differ).
+    Verify(crate::rebuild::VerifyArgs),
 }
 
 #[derive(Args, Clone)]
@@ -530,6 +533,13 @@ fn run(config: Option<PathBuf>, command: Command, given: ArgMatches) -> anyhow::
             let rebuilt = runtime.block_on(crate::rebuild::rebuild(args));
             runtime.shutdown_timeout(Duration::from_secs(1));
             rebuilt
+        }
+        Command::Verify(mut args) => {
+            file.apply_to_read_side(&mut args.read_side, &given);
+            let runtime = runtime()?;
+            let verified = runtime.block_on(crate::rebuild::verify(args));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            verified
         }
         Command::Serve(mut args) => {
             file.apply_to_serve(&mut args, &given);

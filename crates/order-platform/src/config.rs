@@ -567,8 +567,9 @@ impl FileConfig {
         );
     }
 
-    /// Fills the settings of `rebuild` that neither a flag nor the environment set.
-    pub fn apply_to_rebuild(&self, args: &mut crate::rebuild::RebuildArgs, given: &ArgMatches) {
+    /// Fills the settings of `rebuild` and `verify` that neither a flag nor the
+    /// environment set.
+    pub fn apply_to_read_side(&self, args: &mut crate::rebuild::ReadSideArgs, given: &ArgMatches) {
         let some = |v: &Option<String>| v.clone().map(Some);
         fill(
             &mut args.database_url,
@@ -584,19 +585,24 @@ impl FileConfig {
         );
         let prefix = self.index_prefix.clone();
         fill(&mut args.index_prefix, prefix, given, "index_prefix");
-        let batch = self.rebuild_batch_size;
-        fill(
-            &mut args.rebuild_batch_size,
-            batch,
-            given,
-            "rebuild_batch_size",
-        );
         let timeout = self.elasticsearch_timeout;
         fill(
             &mut args.elasticsearch_timeout,
             timeout,
             given,
             "elasticsearch_timeout",
+        );
+    }
+
+    /// Fills the settings of `rebuild` that neither a flag nor the environment set.
+    pub fn apply_to_rebuild(&self, args: &mut crate::rebuild::RebuildArgs, given: &ArgMatches) {
+        self.apply_to_read_side(&mut args.read_side, given);
+        let batch = self.rebuild_batch_size;
+        fill(
+            &mut args.rebuild_batch_size,
+            batch,
+            given,
+            "rebuild_batch_size",
         );
     }
 

@@ -1,6 +1,8 @@
-//! `order-platform rebuild`: builds the next Elasticsearch orders index from the
-//! PostgreSQL event store while the current one keeps serving, then moves the
-//! alias to it (DESIGN §7; the steps are in `order_read_model_es::rebuild`).
+//! The admin commands of the Elasticsearch read side: `order-platform rebuild`
+//! builds the next orders index from the PostgreSQL event store while the
+//! current one keeps serving, then moves the alias to it (DESIGN §7; the steps
+//! are in `order_read_model_es::rebuild`); `order-platform verify` compares the
+//! index with a replay of the event store.
 
 use crate::cli::UsageError;
 use crate::config;
@@ -14,10 +16,10 @@ use std::io::IsTerminal;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+/// Where the event store and the orders index are.
 #[derive(Args, Clone)]
-pub struct RebuildArgs {
-    /// The PostgreSQL event store to rebuild from, e.g. postgres://user:pass@host/db
-    /// (required).
+pub struct ReadSideArgs {
+    /// The PostgreSQL event store, e.g. postgres://user:pass@host/db (required).
     #[arg(long, env = "ORDER_PLATFORM_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Base URL of an Elasticsearch node, e.g. http://es:9200 (required).
@@ -26,6 +28,16 @@ pub struct RebuildArgs {
     /// Prepended to every index and alias name (`<prefix>orders`); empty in production.
     #[arg(long, env = "ORDER_PLATFORM_INDEX_PREFIX", default_value = "")]
     pub index_prefix: String,
+    /// Deadline of each Elasticsearch request (e.g. 60s).
+    #[arg(long, env = "ORDER_PLATFORM_ELASTICSEARCH_TIMEOUT", default_value = "60s",
+        value_parser = config::parse_duration, value_name = "DURATION")]
+    pub elasticsearch_timeout: Duration,
+}
+
+#[derive(Args, Clone)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub read_side: ReadSideArgs,
     /// Events read from the store and written per `_bulk` request.
     #[arg(long = "batch-size", env = "ORDER_PLATFORM_REBUILD_BATCH_SIZE", value_name = "EVENTS",
         default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -34,18 +46,17 @@ pub struct RebuildArgs {
     /// write-blocked, so the alias can be moved back to it).
     #[arg(long)]
     pub drop_old: bool,
-    /// Deadline of each Elasticsearch request (e.g. 60s).
-    #[arg(long, env = "ORDER_PLATFORM_ELASTICSEARCH_TIMEOUT", default_value = "60s",
-        value_parser = config::parse_duration, value_name = "DURATION")]
-    pub elasticsearch_timeout: Duration,
 }
 
-/// `order-platform rebuild`: prints the report on stdout, progress on stderr.
-pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
-    // A command run by hand: its own output is the progress and the report.
-    crate::serve::init_logging_at("warn");
-    let required =
-        |value, flag, variable, key| config::required(value, "rebuild", flag, variable, key);
+#[derive(Args, Clone)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub read_side: ReadSideArgs,
+}
+
+/// Opens the event store and the read store `args` name; `who` is the subcommand.
+async fn open(args: &ReadSideArgs, who: &str) -> anyhow::Result<(PostgresEventStore, EsReadStore)> {
+    let required = |value, flag, variable, key| config::required(value, who, flag, variable, key);
     let url = required(
         args.database_url.clone(),
         "database-url",
@@ -72,6 +83,33 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let read = EsReadStore::open(config)
         .await
         .context("opening the Elasticsearch read store")?;
+    Ok((store, read))
+}
+
+/// `order-platform verify`: `missing=0 stale=0 duplicated=0` and success, or the
+/// differences and failure.
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    crate::serve::init_logging_at("warn");
+    let (store, read) = open(&args.read_side, "verify").await?;
+    let differences = read.verify(&store).await.context("comparing")?;
+    println!(
+        "{} orders in the event store, {} documents in {}: {differences}",
+        differences.orders,
+        differences.documents,
+        read.alias()
+    );
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("the read model differs from a replay of the event store")
+    }
+}
+
+/// `order-platform rebuild`: prints the report on stdout, progress on stderr.
+pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    // A command run by hand: its own output is the progress and the report.
+    crate::serve::init_logging_at("warn");
+    let (store, read) = open(&args.read_side, "rebuild").await?;
     let mut shown = Progress::new();
     let report = read
         .rebuild(&store, args.rebuild_batch_size as usize, &mut |p| {

@@ -63,8 +63,10 @@ mod client;
 mod doc;
 mod query;
 mod rebuild;
+mod verify;
 
 pub use rebuild::{RebuildProgress, RebuildReport};
+pub use verify::Differences;
 
 use async_trait::async_trait;
 use client::{Es, failed};

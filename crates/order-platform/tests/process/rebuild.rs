@@ -37,8 +37,13 @@ impl Drop for Indices {
 
 /// Runs `order-platform rebuild` with `args`; returns (exit code, stdout, stderr).
 fn rebuild(args: &[&str]) -> (Option<i32>, String, String) {
+    admin("rebuild", args)
+}
+
+/// Runs `order-platform <command>` with `args`; returns (exit code, stdout, stderr).
+fn admin(command: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let out = order_platform()
-        .arg("rebuild")
+        .arg(command)
         .args(args)
         .env_remove("ORDER_PLATFORM_DATABASE_URL")
         .env_remove("ORDER_PLATFORM_ELASTICSEARCH_URL")
@@ -130,6 +135,29 @@ async fn rebuild_fills_the_next_index_from_the_event_store_and_moves_the_alias()
     assert_eq!(status, 404, "{new} should have been dropped");
     let (_, count) = es_get(&format!("/{alias}/_count")).await;
     assert_eq!(count["count"], 3, "{count}");
+
+    // verify: the index is the replay of the store; a lost document is found.
+    let (code, stdout, stderr) = admin("verify", &args);
+    assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("3 orders in the event store, 3 documents")
+            && stdout.contains("missing=0 stale=0 duplicated=0"),
+        "{stdout}"
+    );
+    let deleted = reqwest::Client::new()
+        .delete(format!("{es}/{alias}/_doc/{}?refresh=true", orders[1]))
+        .send()
+        .await
+        .expect("delete a document");
+    assert!(deleted.status().is_success(), "{deleted:?}");
+    let (code, stdout, stderr) = admin("verify", &args);
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("missing=1 stale=0 duplicated=0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&orders[1].to_string()), "{stdout}");
+    assert!(stderr.contains("differs from a replay"), "{stderr}");
 }
 
 #[test]
