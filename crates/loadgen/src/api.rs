@@ -13,6 +13,8 @@ use crate::cli::Args;
 pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
+    /// Where reads go (the query service); `base` unless told otherwise.
+    query_base: String,
     auth: String,
 }
 
@@ -30,9 +32,16 @@ pub(crate) struct Failure {
 
 impl Api {
     pub(crate) fn new(args: &Args) -> anyhow::Result<Self> {
-        let url = reqwest::Url::parse(&args.url).context("--url is not a valid URL")?;
-        if url.scheme() != "http" {
-            bail!("--url must be an http:// URL (this build has no TLS)");
+        for (flag, text) in [
+            ("--url", Some(&args.url)),
+            ("--query-url", args.query_url.as_ref()),
+        ] {
+            let Some(text) = text else { continue };
+            let url =
+                reqwest::Url::parse(text).with_context(|| format!("{flag} is not a valid URL"))?;
+            if url.scheme() != "http" {
+                bail!("{flag} must be an http:// URL (this build has no TLS)");
+            }
         }
         let client = reqwest::Client::builder()
             .timeout(args.request_timeout)
@@ -43,6 +52,12 @@ impl Api {
         Ok(Api {
             client,
             base: args.url.trim_end_matches('/').to_string(),
+            query_base: args
+                .query_url
+                .as_deref()
+                .unwrap_or(&args.url)
+                .trim_end_matches('/')
+                .to_string(),
             auth: format!("Bearer {}", args.token),
         })
     }
@@ -101,7 +116,7 @@ impl Api {
     pub(crate) async fn read_version(&self, order_id: &str) -> anyhow::Result<Option<u64>> {
         let response = self
             .client
-            .get(format!("{}/api/v1/orders/{order_id}", self.base))
+            .get(format!("{}/api/v1/orders/{order_id}", self.query_base))
             .header("Authorization", &self.auth)
             .send()
             .await?;

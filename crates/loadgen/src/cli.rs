@@ -27,9 +27,14 @@ impl Scenario {
     about = "Load generator for the Order Platform: command throughput, latency and read-model visibility."
 )]
 pub(crate) struct Args {
-    /// Base URL of the platform (only this URL is contacted).
+    /// Base URL of the platform, or of the command service when the query
+    /// service runs apart (see --query-url).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub(crate) url: String,
+    /// Base URL the visibility samples read from (`GET /api/v1/orders/{id}`):
+    /// the query service of the production topology. Default: --url.
+    #[arg(long, value_name = "URL")]
+    pub(crate) query_url: Option<String>,
     /// Bearer token with a role that may issue commands and read orders (ops or admin).
     #[arg(long, env = "ORDER_LOADGEN_TOKEN", hide_env_values = true)]
     pub(crate) token: String,
@@ -42,6 +47,16 @@ pub(crate) struct Args {
     /// Length of the measured phase (e.g. 20s, 500ms, 2m). Ignored with --requests.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub(crate) duration: Duration,
+    /// Steady load: at most this many commands per second in total, spread over
+    /// the workers (each starts a command on a fixed schedule; one that falls
+    /// behind starts the next at once). Default: as fast as answers come.
+    #[arg(long, value_name = "COMMANDS_PER_SECOND",
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) rate: Option<u32>,
+    /// Take the visibility samples during the measured phase, under the load,
+    /// instead of after it on an idle system.
+    #[arg(long)]
+    pub(crate) visibility_under_load: bool,
     /// Measure exactly this many requests instead of a fixed duration.
     #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) requests: Option<u64>,

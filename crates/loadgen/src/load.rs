@@ -76,9 +76,19 @@ async fn worker(
     plan: Arc<Plan>,
     scenario: Scenario,
     mut state: WorkerState,
+    pace: Option<Duration>,
 ) -> WorkerResult {
     let mut result = WorkerResult::default();
-    while let Some(measured) = plan.next(Instant::now()) {
+    let mut next_start = Instant::now();
+    loop {
+        if let Some(pace) = pace {
+            tokio::time::sleep_until(next_start.into()).await;
+            // Behind schedule: start now, and do not burst to catch up.
+            next_start = (next_start + pace).max(Instant::now());
+        }
+        let Some(measured) = plan.next(Instant::now()) else {
+            break;
+        };
         if scenario == Scenario::AddItem {
             if let Err(failure) = state.ensure_order(&api).await {
                 // Not a measured command, but it must not go unnoticed.
@@ -154,10 +164,32 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Summary> {
         issued: AtomicU64::new(0),
         limit: args.requests,
     });
+    // Each worker's share of --rate, as the time between its starts.
+    let pace = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(f64::from(args.concurrency) / f64::from(rate)));
     let handles: Vec<_> = states
         .into_iter()
-        .map(|state| tokio::spawn(worker(api.clone(), plan.clone(), args.scenario, state)))
+        .map(|state| {
+            tokio::spawn(worker(
+                api.clone(),
+                plan.clone(),
+                args.scenario,
+                state,
+                pace,
+            ))
+        })
         .collect();
+    // Under load: the samples are taken while the workers run, from the start
+    // of the measured phase.
+    let sampling = args.visibility_under_load.then(|| {
+        let api = api.clone();
+        let (scenario, samples, run_id) = (args.scenario, args.visibility_samples, run_id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            measure_visibility(&api, scenario, samples, &run_id).await
+        })
+    });
 
     let mut latencies = Vec::new();
     let mut successes = 0;
@@ -196,8 +228,10 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Summary> {
         None => last - measure_from,
     };
 
-    let (visibility, visibility_first, visibility_timeouts, visibility_errors) =
-        measure_visibility(&api, args.scenario, args.visibility_samples, &run_id).await;
+    let (visibility, visibility_first, visibility_timeouts, visibility_errors) = match sampling {
+        Some(sampling) => sampling.await.context("the visibility sampler panicked")?,
+        None => measure_visibility(&api, args.scenario, args.visibility_samples, &run_id).await,
+    };
 
     Ok(Summary {
         requests,

@@ -50,6 +50,7 @@ pub(crate) fn to_json(args: &Args, s: &Summary) -> Value {
             "max": ms(lat.last().copied()),
         },
         "visibility": {
+            "underLoad": args.visibility_under_load,
             "samples": vis.len(),
             "requested": args.visibility_samples,
             "timeouts": s.visibility_timeouts,
@@ -113,7 +114,12 @@ pub(crate) fn human(args: &Args, s: &Summary, out: &mut dyn Write) -> std::io::R
     writeln!(out)?;
     writeln!(
         out,
-        "  visibility (command response -> GET shows version; {} of {} samples, {} timed out at {}s)",
+        "  visibility (command response -> GET shows version, {}; {} of {} samples, {} timed out at {}s)",
+        if args.visibility_under_load {
+            "under the load"
+        } else {
+            "after the load"
+        },
         vis.len(),
         args.visibility_samples,
         s.visibility_timeouts,
