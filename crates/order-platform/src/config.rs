@@ -96,7 +96,7 @@ pub struct FileConfig {
     hsts: Option<bool>,
     // Elasticsearch (the query service and `rebuild`).
     elasticsearch_url: Option<String>,
-    index_prefix: Option<String>,
+    es_index_prefix: Option<String>,
     rebuild_batch_size: Option<u32>,
     #[serde(default, deserialize_with = "elasticsearch_timeout")]
     elasticsearch_timeout: Option<Duration>,
@@ -583,8 +583,8 @@ impl FileConfig {
             given,
             "elasticsearch_url",
         );
-        let prefix = self.index_prefix.clone();
-        fill(&mut args.index_prefix, prefix, given, "index_prefix");
+        let prefix = self.es_index_prefix.clone();
+        fill(&mut args.es_index_prefix, prefix, given, "es_index_prefix");
         let timeout = self.elasticsearch_timeout;
         fill(
             &mut args.elasticsearch_timeout,

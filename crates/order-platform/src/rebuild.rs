@@ -25,9 +25,15 @@ pub struct ReadSideArgs {
     /// Base URL of an Elasticsearch node, e.g. http://es:9200 (required).
     #[arg(long, env = "ORDER_PLATFORM_ELASTICSEARCH_URL", value_name = "URL")]
     pub elasticsearch_url: Option<String>,
-    /// Prepended to every index and alias name (`<prefix>orders`); empty in production.
-    #[arg(long, env = "ORDER_PLATFORM_INDEX_PREFIX", default_value = "")]
-    pub index_prefix: String,
+    /// Prefix of every index name (`<prefix>orders`, `<prefix>orders_meta`); empty in
+    /// production.
+    #[arg(
+        long,
+        env = "ORDER_PLATFORM_ES_INDEX_PREFIX",
+        default_value = "",
+        value_name = "PREFIX"
+    )]
+    pub es_index_prefix: String,
     /// Deadline of each Elasticsearch request (e.g. 60s).
     #[arg(long, env = "ORDER_PLATFORM_ELASTICSEARCH_TIMEOUT", default_value = "60s",
         value_parser = config::parse_duration, value_name = "DURATION")]
@@ -78,7 +84,7 @@ async fn open(args: &ReadSideArgs, who: &str) -> anyhow::Result<(PostgresEventSt
         .await
         .context("opening the PostgreSQL event store")?;
     let mut config = EsConfig::new(es_url.trim_end_matches('/'));
-    config.prefix = args.index_prefix.clone();
+    config.prefix = args.es_index_prefix.clone();
     config.timeout = args.elasticsearch_timeout;
     let read = EsReadStore::open(config)
         .await

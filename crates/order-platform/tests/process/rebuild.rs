@@ -92,7 +92,7 @@ async fn rebuild_fills_the_next_index_from_the_event_store_and_moves_the_alias()
         database.as_str(),
         "--elasticsearch-url",
         es.as_str(),
-        "--index-prefix",
+        "--es-index-prefix",
         indices.prefix.as_str(),
     ];
     let (code, stdout, stderr) = rebuild(&args);
