@@ -76,6 +76,9 @@ pub(crate) enum Command {
     /// Run the API gateway in front of the command and query services: token
     /// checks, rate limits (shared through Redis), routing.
     Gateway(GatewayArgs),
+    /// Run the command routes (POST/DELETE) alone, on the PostgreSQL event store:
+    /// the write side of a production deployment, behind the gateway.
+    CommandService(crate::command_service::CommandServiceArgs),
 }
 
 #[derive(Args, Clone)]
@@ -518,6 +521,13 @@ fn run(config: Option<PathBuf>, command: Command, given: ArgMatches) -> anyhow::
             file.apply_to_gateway(&mut args, &given)?;
             let runtime = runtime()?;
             let served = runtime.block_on(crate::gateway::gateway(args));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            served
+        }
+        Command::CommandService(mut args) => {
+            file.apply_to_command_service(&mut args, &given);
+            let runtime = runtime()?;
+            let served = runtime.block_on(crate::command_service::command_service(args));
             runtime.shutdown_timeout(Duration::from_secs(1));
             served
         }

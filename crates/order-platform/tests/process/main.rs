@@ -7,10 +7,12 @@
 mod support;
 
 mod cli;
+mod command_service;
 mod first_minutes;
 mod limits;
 mod oidc_startup;
 mod restart;
+mod spawned;
 mod startup;
 mod store_identity;
 
