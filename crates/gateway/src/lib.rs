@@ -58,6 +58,10 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     /// Send `Strict-Transport-Security` (the gateway sits behind TLS).
     pub hsts: bool,
+    /// Served as they are, with no token and no rate limit: the human-readable
+    /// pages (`/`, `/api/docs` and its assets), given by the binary that
+    /// embeds them (DESIGN.md §4.6).
+    pub pages: Router,
 }
 
 /// Shared by every request.
@@ -158,6 +162,7 @@ fn router(shared: Arc<Shared>, config: &GatewayConfig) -> Router {
     let cors = cors_layer(&config.cors_origins);
     let routes = api
         .merge(order_http::operational_router(checks))
+        .merge(config.pages.clone())
         .fallback(|| async {
             ApiError::not_found("route_not_found", "no such route; see /api/v1/openapi.json")
         })

@@ -230,24 +230,25 @@ impl Upstreams {
     }
 }
 
-/// Adds the paths and component schemas of `other` that `document` lacks.
+/// Adds the paths and components (schemas, responses, parameters, security
+/// schemes…) of `other` that `document` lacks: the gateway's document is the
+/// query service's plus the command service's.
 fn merge(document: &mut serde_json::Value, other: &serde_json::Value) {
-    for section in ["paths"] {
-        if let (Some(mine), Some(theirs)) = (
-            document[section].as_object_mut(),
-            other[section].as_object(),
-        ) {
+    let add = |mine: &mut serde_json::Value, theirs: &serde_json::Value| {
+        if let (Some(mine), Some(theirs)) = (mine.as_object_mut(), theirs.as_object()) {
             for (k, v) in theirs {
                 mine.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-    }
-    if let (Some(mine), Some(theirs)) = (
-        document["components"]["schemas"].as_object_mut(),
-        other["components"]["schemas"].as_object(),
-    ) {
-        for (k, v) in theirs {
-            mine.entry(k.clone()).or_insert_with(|| v.clone());
+    };
+    add(&mut document["paths"], &other["paths"]);
+    if let Some(sections) = other["components"].as_object() {
+        for (section, theirs) in sections {
+            let mine = &mut document["components"][section];
+            if mine.is_null() {
+                *mine = serde_json::json!({});
+            }
+            add(mine, theirs);
         }
     }
 }

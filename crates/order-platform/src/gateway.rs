@@ -2,6 +2,7 @@
 //! into a running [`order_gateway::Gateway`].
 
 use crate::GatewayArgs;
+use crate::cli::UsageError;
 use order_gateway::{Gateway, GatewayConfig};
 use std::io::Write;
 
@@ -9,9 +10,9 @@ use std::io::Write;
 /// the tests start in their own process).
 pub async fn start_gateway(args: GatewayArgs) -> anyhow::Result<Gateway> {
     let missing = |flag: &str, variable: &str, key: &str| {
-        anyhow::anyhow!(
+        anyhow::Error::new(UsageError(format!(
             "the gateway needs {flag} ({variable}, or `{key}` in the configuration file)"
-        )
+        )))
     };
     let command_url = args
         .command_url
@@ -38,6 +39,7 @@ pub async fn start_gateway(args: GatewayArgs) -> anyhow::Result<Gateway> {
         retries: args.retries,
         cors_origins: args.cors_allow_origins.clone(),
         hsts: args.hsts,
+        pages: crate::docs::router(),
     })
     .await
 }

@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod command_service;
 mod first_minutes;
+mod gateway;
 mod limits;
 mod oidc_startup;
 mod restart;
