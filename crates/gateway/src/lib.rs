@@ -104,6 +104,7 @@ impl Gateway {
             .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(forget_idle_callers(shared.clone(), stopped.clone()));
         let task = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -148,6 +149,17 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+    }
+}
+
+/// Keeps the in-memory rate limiter's memory bounded (see [`ratelimit`]) until
+/// the gateway stops.
+async fn forget_idle_callers(shared: Arc<Shared>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(ratelimit::FORGET_IDLE_EVERY) => shared.limiter.forget_idle(),
+            _ = stopped.wait_for(|s| *s) => return,
+        }
     }
 }
 
