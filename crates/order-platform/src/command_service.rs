@@ -159,3 +159,71 @@ pub async fn command_service(args: CommandServiceArgs) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::FileConfig;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// `command-service` parsed from `argv` with the file `file` applied, as
+    /// `main` does it, without the developer's ORDER_PLATFORM_* variables.
+    fn parsed(argv: &[&str], file: &str) -> CommandServiceArgs {
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None))
+            .mut_subcommand("command-service", |s| s.mut_args(|a| a.env(None)))
+            .try_get_matches_from(argv)
+            .expect("valid arguments");
+        let Some(Command::CommandService(mut args)) =
+            Cli::from_arg_matches(&matches).unwrap().command
+        else {
+            panic!("not command-service")
+        };
+        let file: FileConfig = toml::from_str(file).unwrap();
+        let given = matches.subcommand_matches("command-service").unwrap();
+        file.apply_to_command_service(&mut args, given);
+        args
+    }
+
+    #[test]
+    fn settings_come_from_flags_then_the_file_then_defaults() {
+        let file = "database_url = \"postgres://u:p@db/orders\"\n\
+                    oidc_issuer = \"https://sso.example.com/realms/o\"\n\
+                    oidc_audience = \"api\"\n\
+                    snapshot_every = 7\n\
+                    request_timeout = \"5s\"\n";
+        let args = parsed(
+            &["order-platform", "command-service", "--snapshot-every", "9"],
+            file,
+        );
+        assert_eq!(database_url(&args).unwrap(), "postgres://u:p@db/orders");
+        assert_eq!(args.snapshot_every, 9, "the flag wins");
+        assert_eq!(
+            args.request_timeout,
+            Duration::from_secs(5),
+            "from the file"
+        );
+        assert_eq!(args.max_in_flight, order_http::DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(args.listen, "127.0.0.1:8081".parse().unwrap(), "default");
+        assert_eq!(args.oidc.oidc_audience.as_deref(), Some("api"));
+    }
+
+    #[test]
+    fn a_missing_or_foreign_database_url_is_a_usage_error_naming_it() {
+        for argv in [
+            &["order-platform", "command-service"][..],
+            &["order-platform", "command-service", "--database-url", " "],
+            &[
+                "order-platform",
+                "command-service",
+                "--database-url",
+                "mysql://db/x",
+            ],
+        ] {
+            let error = database_url(&parsed(argv, "")).unwrap_err();
+            assert!(error.is::<UsageError>(), "{error}");
+            assert!(error.to_string().contains("--database-url"), "{error}");
+        }
+    }
+}
