@@ -58,6 +58,10 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     /// Send `Strict-Transport-Security` (the gateway sits behind TLS).
     pub hsts: bool,
+    /// Served as they are, with no token and no rate limit: the human-readable
+    /// pages (`/`, `/api/docs` and its assets), given by the binary that
+    /// embeds them (DESIGN.md §4.6).
+    pub pages: Router,
 }
 
 /// Shared by every request.
@@ -100,6 +104,7 @@ impl Gateway {
             .map_err(|e| anyhow::anyhow!("listening on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(forget_idle_callers(shared.clone(), stopped.clone()));
         let task = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -147,6 +152,17 @@ impl Drop for Gateway {
     }
 }
 
+/// Keeps the in-memory rate limiter's memory bounded (see [`ratelimit`]) until
+/// the gateway stops.
+async fn forget_idle_callers(shared: Arc<Shared>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(ratelimit::FORGET_IDLE_EVERY) => shared.limiter.forget_idle(),
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+    }
+}
+
 fn router(shared: Arc<Shared>, config: &GatewayConfig) -> Router {
     let checks: Vec<Arc<dyn ReadinessCheck>> =
         vec![Arc::new(proxy::UpstreamCheck(shared.upstreams.clone()))];
@@ -158,6 +174,7 @@ fn router(shared: Arc<Shared>, config: &GatewayConfig) -> Router {
     let cors = cors_layer(&config.cors_origins);
     let routes = api
         .merge(order_http::operational_router(checks))
+        .merge(config.pages.clone())
         .fallback(|| async {
             ApiError::not_found("route_not_found", "no such route; see /api/v1/openapi.json")
         })

@@ -7,8 +7,8 @@
 //!   are small, and a retry needs them again. Response bodies are streamed.
 //! - Retries: only for idempotent requests (`GET`/`HEAD`, or a command with an
 //!   `Idempotency-Key`, which the command service deduplicates), only when
-//!   the upstream could not be reached (connection refused or reset; never
-//!   after an answer, never on a timeout of a command), at most `retries`
+//!   the upstream gave no answer (connection refused, or closed or reset
+//!   before a response began; never after an answer, never on a timeout), at most `retries`
 //!   times, and only while the shared retry budget allows: each request adds
 //!   a fifth of a retry to it, each retry spends one, so retries stay a small
 //!   fraction of the traffic when an upstream is down and cannot multiply it.
@@ -136,7 +136,10 @@ impl Upstreams {
             match tokio::time::timeout_at(deadline, sent).await {
                 Ok(Ok(response)) => return downstream(response),
                 Ok(Err(e)) => {
-                    let unreached = e.is_connect();
+                    // No answer at all: refused, or the connection closed or
+                    // reset before a response began (a restarting service). Safe
+                    // to send again only because the request is idempotent.
+                    let unreached = e.is_connect() || (e.is_request() && !e.is_timeout());
                     if unreached && idempotent && attempt < inner.retries && self.withdraw() {
                         attempt += 1;
                         metrics::counter!("order_platform_gateway_upstream_retries_total")
@@ -230,24 +233,25 @@ impl Upstreams {
     }
 }
 
-/// Adds the paths and component schemas of `other` that `document` lacks.
+/// Adds the paths and components (schemas, responses, parameters, security
+/// schemes…) of `other` that `document` lacks: the gateway's document is the
+/// query service's plus the command service's.
 fn merge(document: &mut serde_json::Value, other: &serde_json::Value) {
-    for section in ["paths"] {
-        if let (Some(mine), Some(theirs)) = (
-            document[section].as_object_mut(),
-            other[section].as_object(),
-        ) {
+    let add = |mine: &mut serde_json::Value, theirs: &serde_json::Value| {
+        if let (Some(mine), Some(theirs)) = (mine.as_object_mut(), theirs.as_object()) {
             for (k, v) in theirs {
                 mine.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
-    }
-    if let (Some(mine), Some(theirs)) = (
-        document["components"]["schemas"].as_object_mut(),
-        other["components"]["schemas"].as_object(),
-    ) {
-        for (k, v) in theirs {
-            mine.entry(k.clone()).or_insert_with(|| v.clone());
+    };
+    add(&mut document["paths"], &other["paths"]);
+    if let Some(sections) = other["components"].as_object() {
+        for (section, theirs) in sections {
+            let mine = &mut document["components"][section];
+            if mine.is_null() {
+                *mine = serde_json::json!({});
+            }
+            add(mine, theirs);
         }
     }
 }

@@ -19,6 +19,14 @@
 //! gauge `order_platform_gateway_ratelimit_fallback` is 1 and a warning is
 //! logged. Redis is tried again at most once per `PROBE_INTERVAL`; its first
 //! answer switches back (gauge 0, an info line).
+//!
+//! **Bounded memory.** The in-memory limiter keeps one entry per caller it has
+//! seen; callers are many and come and go. [`Limiter::forget_idle`] drops the
+//! entries that are back to a fresh state (the caller's whole burst is
+//! available again, so forgetting it changes no decision): the gateway calls it
+//! every [`FORGET_IDLE_EVERY`], and a check calls it at once when the entries
+//! pass [`MEMORY_KEYS_SWEEP_AT`] in between. What stays is only the callers
+//! seen within one burst window.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -35,6 +43,13 @@ use std::time::{Duration, Instant};
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
 /// While in fallback, Redis is tried again at most this often.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the gateway forgets idle callers of the in-memory limiter.
+pub const FORGET_IDLE_EVERY: Duration = Duration::from_secs(10);
+/// Entries of one in-memory limiter beyond which a check sweeps at once.
+pub const MEMORY_KEYS_SWEEP_AT: usize = 100_000;
+/// Checks between two looks at the entry count (counting visits every shard).
+const SWEEP_CHECK_EVERY: u64 = 1024;
 
 /// The atomic GCRA step. KEYS[1]: the caller's key. ARGV[1]: emission
 /// interval in µs, ARGV[2]: burst. Returns {admitted 0|1, remaining,
@@ -203,6 +218,8 @@ pub struct Limiter {
     /// One in-memory GCRA per class: the fallback, or the only limiter without Redis.
     memory: HashMap<Class, Memory>,
     clock: DefaultClock,
+    /// In-memory checks so far, to look at the entry count now and then.
+    memory_checks: std::sync::atomic::AtomicU64,
 }
 
 struct RedisBackend {
@@ -260,6 +277,7 @@ impl Limiter {
             redis,
             memory,
             clock: DefaultClock::default(),
+            memory_checks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -273,6 +291,20 @@ impl Limiter {
         self.redis
             .as_ref()
             .is_some_and(|r| r.fallback.load(Ordering::Relaxed))
+    }
+
+    /// Forgets the in-memory entries of callers whose state is back to a fresh
+    /// one (see the module header): no decision changes, memory is returned.
+    pub fn forget_idle(&self) {
+        for limiter in self.memory.values() {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+    }
+
+    /// Callers the in-memory limiter holds an entry for now.
+    pub fn memory_entries(&self) -> usize {
+        self.memory.values().map(|l| l.len()).sum()
     }
 
     /// Checks (and, when admitted, spends) one request of `caller` (subject or IP).
@@ -297,6 +329,10 @@ impl Limiter {
                 reset: Duration::ZERO,
             };
         };
+        let checks = self.memory_checks.fetch_add(1, Ordering::Relaxed);
+        if checks % SWEEP_CHECK_EVERY == 0 && limiter.len() > MEMORY_KEYS_SWEEP_AT {
+            limiter.retain_recent();
+        }
         match limiter.check_key(&key) {
             Ok(state) => {
                 let remaining = state.remaining_burst_capacity();
@@ -493,5 +529,29 @@ mod tests {
         }
         assert_eq!(admitted, 5);
         assert!(limiter.check(None, "10.0.0.2").await.admitted, "per caller");
+    }
+
+    #[tokio::test]
+    async fn idle_callers_are_forgotten_and_busy_ones_kept() {
+        let budgets = Budgets(HashMap::from([(
+            Class::Anonymous,
+            Budget::parse("10/1s+10").unwrap(),
+        )]));
+        let limiter = Limiter::new(budgets, None, "t").unwrap();
+        for n in 0..1_000 {
+            assert!(limiter.check(None, &format!("ip:{n}")).await.admitted);
+        }
+        assert_eq!(limiter.memory_entries(), 1_000);
+        // Long enough for every burst to be whole again: nothing to remember.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        for _ in 0..10 {
+            limiter.check(None, "ip:busy").await;
+        }
+        limiter.forget_idle();
+        assert_eq!(limiter.memory_entries(), 1, "only the busy caller is kept");
+        assert!(
+            !limiter.check(None, "ip:busy").await.admitted,
+            "and its state with it"
+        );
     }
 }

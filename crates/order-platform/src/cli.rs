@@ -82,6 +82,9 @@ pub(crate) enum Command {
     /// Compare every Elasticsearch order with a replay of the PostgreSQL event store and print
     /// `missing=… stale=… duplicated=…` (exit 1 if any differ).
     Verify(crate::rebuild::VerifyArgs),
+    /// Run the command routes (POST/DELETE) alone, on the PostgreSQL event store:
+    /// the write side of a production deployment, behind the gateway.
+    CommandService(crate::command_service::CommandServiceArgs),
 }
 
 #[derive(Args, Clone)]
@@ -540,6 +543,13 @@ fn run(config: Option<PathBuf>, command: Command, given: ArgMatches) -> anyhow::
             let verified = runtime.block_on(crate::rebuild::verify(args));
             runtime.shutdown_timeout(Duration::from_secs(1));
             verified
+        }
+        Command::CommandService(mut args) => {
+            file.apply_to_command_service(&mut args, &given);
+            let runtime = runtime()?;
+            let served = runtime.block_on(crate::command_service::command_service(args));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            served
         }
         Command::Serve(mut args) => {
             file.apply_to_serve(&mut args, &given);

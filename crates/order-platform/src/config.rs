@@ -34,6 +34,7 @@
 //! not use. It is a usage error: the binary exits with status 2.
 
 use crate::cli::{RelayArgs, UsageError};
+use crate::command_service::CommandServiceArgs;
 use crate::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
 use anyhow::anyhow;
 use clap::ArgMatches;
@@ -604,6 +605,51 @@ impl FileConfig {
             given,
             "rebuild_batch_size",
         );
+    }
+
+    /// Fills the settings of `command-service` that neither a flag nor the
+    /// environment set.
+    pub fn apply_to_command_service(&self, args: &mut CommandServiceArgs, given: &ArgMatches) {
+        fill(&mut args.listen, self.listen, given, "listen");
+        let some = |v: &Option<String>| v.clone().map(Some);
+        fill(
+            &mut args.database_url,
+            some(&self.database_url),
+            given,
+            "database_url",
+        );
+        fill(
+            &mut args.data_dir,
+            self.data_dir.clone().map(Some),
+            given,
+            "data_dir",
+        );
+        fill(&mut args.body_limit, self.body_limit, given, "body_limit");
+        fill(
+            &mut args.snapshot_every,
+            self.snapshot_every,
+            given,
+            "snapshot_every",
+        );
+        fill(
+            &mut args.request_timeout,
+            self.request_timeout,
+            given,
+            "request_timeout",
+        );
+        fill(
+            &mut args.max_in_flight,
+            self.max_in_flight,
+            given,
+            "max_in_flight",
+        );
+        fill(
+            &mut args.shutdown_timeout,
+            self.shutdown_timeout,
+            given,
+            "shutdown_timeout",
+        );
+        self.apply_to_oidc(&mut args.oidc, given);
     }
 
     /// Fills the storage settings (used by `serve` and `migrate`).

@@ -57,7 +57,7 @@ const INDEX_HTML: &str = r#"<!doctype html>
 <body>
   <h1>Order Platform</h1>
   <ul>
-    <li><a href="/api/docs">API documentation</a> (try requests with a token from <code>order-platform token</code>)</li>
+    <li><a href="/api/docs">API documentation</a> (try requests with a bearer token: from <code>order-platform token</code>, or from your identity provider)</li>
     <li><a href="/api/v1/openapi.json">OpenAPI document</a> (<code>/api/v1/openapi.json</code>)</li>
     <li><a href="/health/ready">Readiness</a> and <a href="/metrics">metrics</a></li>
   </ul>

@@ -7,13 +7,16 @@
 
 mod admin;
 pub mod cli;
+mod command_service;
 mod config;
 mod docs;
 mod gateway;
 mod rebuild;
 mod relay;
 mod serve;
+mod service;
 
 pub use cli::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
+pub use command_service::{CommandServiceArgs, command_service_router};
 pub use gateway::start_gateway;
 pub use serve::App;

@@ -6,12 +6,10 @@ use crate::{ServeArgs, StoreArgs};
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use order_auth::{LocalSigningKey, TokenVerifier};
 use order_command_service::CommandService;
 use order_event_store::{EventStore, PostgresEventStore, SqliteEventStore};
-use order_http::{ApiError, ReadinessCheck, Verifier};
+use order_http::ReadinessCheck;
 use order_query_service::QueryService;
 use order_read_model::{Projector, ReadStore, SqliteReadStore};
 use std::fs::File;
@@ -24,11 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContactBuilder, LicenseBuilder};
 
 /// Opens the event store the arguments name, running its migrations.
-async fn open_event_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
+pub(crate) async fn open_event_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
     match &args.database_url {
         Some(url) => {
             let options = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| {
@@ -238,7 +234,7 @@ impl Drop for App {
 
 /// Why the server cannot listen on `address`, and what to do about it: the
 /// operating system's own words ("Address already in use") stay as the cause.
-fn cannot_listen(address: SocketAddr, error: std::io::Error) -> anyhow::Error {
+pub(crate) fn cannot_listen(address: SocketAddr, error: std::io::Error) -> anyhow::Error {
     use std::io::ErrorKind;
     let port = address.port();
     let other = SocketAddr::new(address.ip(), port.checked_add(1).unwrap_or(8080));
@@ -342,7 +338,7 @@ const PROJECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// connections close, and requests in flight may finish. Whatever still runs
 /// when the deadline passes is abandoned (its connection is dropped) so that the
 /// process exits: an orchestrator's kill timer should not be what ends it.
-async fn serve_until_stopped(
+pub(crate) async fn serve_until_stopped(
     listener: tokio::net::TcpListener,
     app: Router,
     stopping: impl Future<Output = ()> + Send + 'static,
@@ -395,81 +391,25 @@ fn app(
         freshness: projector.clone(),
     });
     let admin = crate::admin::router(projector.clone());
-    let (api, mut openapi) = commands.merge(queries).merge(admin).split_for_parts();
-    openapi.info.title = "Order Platform API".into();
-    openapi.info.version = env!("CARGO_PKG_VERSION").into();
-    // Ours, not the defaults utoipa-axum fills in from its own Cargo manifest
-    // (its authors as contact, its dual licence).
-    openapi.info.contact = Some(
-        ContactBuilder::new()
-            .name(Some("Order Platform maintainers"))
-            .build(),
-    );
-    openapi.info.license = Some(
-        LicenseBuilder::new()
-            .name(env!("CARGO_PKG_LICENSE"))
-            .identifier(Some(env!("CARGO_PKG_LICENSE")))
-            .build(),
-    );
-    openapi.info.description = Some(
-        "Event-sourced order management. Errors are RFC 9457 problem documents. \
-         Any API request may also be answered 503 with code `overloaded` (the server \
-         is at its in-flight limit; see Retry-After) or `request_timeout` (it ran past \
-         the server's request timeout)."
-            .into(),
-    );
-    openapi
-        .components
-        .get_or_insert_with(Default::default)
-        .add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    order_http::openapi::register(&mut openapi);
-    let openapi = Arc::new(order_http::openapi::to_json(&openapi));
-
     let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
         Arc::new(EventStoreCheck(events)),
         Arc::new(ReadStoreCheck(read)),
         Arc::new(ProjectorCheck(projector)),
     ];
-    let api = api.route(
-        "/api/v1/openapi.json",
-        get(move || {
-            let doc = openapi.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    );
-    // The API is bounded (timeout, in-flight cap); the operational endpoints
-    // are merged in afterwards, outside those bounds, so that probes and
-    // scrapes still answer while the API sheds load.
-    let limits = order_http::Limits {
-        request_timeout: args.request_timeout,
-        max_in_flight: args.max_in_flight,
+    let parts = crate::service::ServiceParts {
+        verifier,
+        checks,
+        limits: order_http::Limits {
+            request_timeout: args.request_timeout,
+            max_in_flight: args.max_in_flight,
+        },
+        body_limit: args.body_limit,
+        pages: true,
     };
-    let routes = order_http::bounded(api, &limits)
-        .merge(order_http::operational_router(checks))
-        .merge(crate::docs::router())
-        .fallback(|| async {
-            ApiError::not_found("route_not_found", "no such route; see /api/v1/openapi.json")
-        })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not accept that method",
-            )
-        })
-        .layer(axum::Extension(Verifier(verifier)));
-    order_http::common_layers(routes, args.body_limit)
+    crate::service::service_router(commands.merge(queries).merge(admin), parts)
 }
 
-struct EventStoreCheck(Arc<dyn EventStore>);
+pub(crate) struct EventStoreCheck(pub(crate) Arc<dyn EventStore>);
 
 #[async_trait]
 impl ReadinessCheck for EventStoreCheck {

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL").expect(
         "REDIS_URL is not set: start Redis with `dev/stack up redis` and eval `dev/stack env`",
     )
 }
 
-async fn serve_trusting(issuer: &str) -> Server {
+pub(crate) async fn serve_trusting(issuer: &str) -> Server {
     let mut options = Options::new(Backend::Sqlite);
     options.extra_args = ["--oidc-issuer", issuer, "--oidc-audience", AUDIENCE]
         .map(String::from)
@@ -27,7 +27,7 @@ async fn serve_trusting(issuer: &str) -> Server {
 }
 
 /// A gateway in front of `upstream`, trusting `issuer`, with more `flags`.
-async fn gateway(upstream: &str, issuer: &str, flags: &[&str]) -> Gateway {
+pub(crate) async fn gateway(upstream: &str, issuer: &str, flags: &[&str]) -> Gateway {
     let mut all = vec![
         "--listen",
         "127.0.0.1:0",
@@ -45,11 +45,11 @@ async fn gateway(upstream: &str, issuer: &str, flags: &[&str]) -> Gateway {
     start_gateway(args).await.expect("start the gateway")
 }
 
-fn url(g: &Gateway, path: &str) -> String {
+pub(crate) fn url(g: &Gateway, path: &str) -> String {
     format!("http://{}{path}", g.addr())
 }
 
-fn prefix() -> String {
+pub(crate) fn prefix() -> String {
     format!("op-test:{}", uuid::Uuid::new_v4().simple())
 }
 

@@ -13,6 +13,7 @@ mod docs_page;
 mod errors;
 mod fresh_start;
 mod gateway;
+mod gateway_security;
 mod history_pages;
 mod hostile;
 mod key_rotation;

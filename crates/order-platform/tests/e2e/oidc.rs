@@ -27,7 +27,7 @@ async fn server_trusting(issuer: &str) -> Server {
 }
 
 #[track_caller]
-fn expect_invalid_token(what: &str, r: &Resp) {
+pub(crate) fn expect_invalid_token(what: &str, r: &Resp) {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {r}");
     let challenge = r.header("www-authenticate").unwrap_or_default();
     assert!(
@@ -134,10 +134,11 @@ async fn keycloak_users_and_the_service_client_get_exactly_their_roles() {
     realm.delete().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_expired_and_foreign_tokens_are_401_invalid_token() {
-    let realm = TestRealm::create().await;
-    let server = server_trusting(&realm.issuer).await;
+/// Tokens that must never get in, each named, made against `realm`: expired,
+/// another audience, another realm, alg none, HS256 keyed with the realm's RSA
+/// key, another key under Keycloak's kid, an unknown kid, a tampered payload,
+/// garbage. The other realm they use is for the caller to delete.
+pub(crate) async fn forgeries(realm: &TestRealm) -> (Vec<(&'static str, String)>, TestRealm) {
     let good = realm.token("customer1").await;
     let claims = testing::payload(&good);
     let kid = {
@@ -172,7 +173,7 @@ async fn forged_expired_and_foreign_tokens_are_401_invalid_token() {
     let foreign = other_realm.token("ops1").await;
     tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
 
-    let cases = [
+    let cases = vec![
         ("expired (1 s lifespan)", short_lived),
         (
             "another audience (client without the audience mapper)",
@@ -207,6 +208,15 @@ async fn forged_expired_and_foreign_tokens_are_401_invalid_token() {
         ),
         ("garbage", "not.a.token".to_string()),
     ];
+    (cases, other_realm)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_foreign_tokens_are_401_invalid_token() {
+    let realm = TestRealm::create().await;
+    let server = server_trusting(&realm.issuer).await;
+    let good = realm.token("customer1").await;
+    let (cases, other_realm) = forgeries(&realm).await;
     for (what, token) in &cases {
         for (method, path) in [
             (Method::GET, "/api/v1/orders".to_string()),
@@ -323,6 +333,18 @@ async fn one_keycloak_customer_never_reaches_anothers_orders() {
 async fn correctly_signed_tokens_breaking_one_claim_rule_are_401() {
     let issuer = MockIssuer::start().await;
     let server = server_trusting(issuer.issuer()).await;
+    server
+        .get("/api/v1/orders", &issuer.token("ops-1", &["ops"]))
+        .await
+        .expect(StatusCode::OK);
+    for (what, token) in claim_rule_breakers(&issuer) {
+        expect_invalid_token(what, &server.get("/api/v1/orders", &token).await);
+    }
+}
+
+/// Tokens correctly signed by `issuer`'s key that each break one claim rule:
+/// expired, not yet valid, wrong issuer, wrong audience.
+pub(crate) fn claim_rule_breakers(issuer: &MockIssuer) -> Vec<(&'static str, String)> {
     let key = issuer.key("key-1");
     let now = testing::now();
     let with = |field: &str, value: serde_json::Value| {
@@ -330,11 +352,7 @@ async fn correctly_signed_tokens_breaking_one_claim_rule_are_401() {
         claims[field] = value;
         key.sign(&claims)
     };
-    server
-        .get("/api/v1/orders", &issuer.token("ops-1", &["ops"]))
-        .await
-        .expect(StatusCode::OK);
-    for (what, token) in [
+    vec![
         ("expired", with("exp", json!(now - 60))),
         ("not yet valid", with("nbf", json!(now + 60))),
         (
@@ -345,7 +363,5 @@ async fn correctly_signed_tokens_breaking_one_claim_rule_are_401() {
             "wrong audience",
             with("aud", json!(["account", "other-api"])),
         ),
-    ] {
-        expect_invalid_token(what, &server.get("/api/v1/orders", &token).await);
-    }
+    ]
 }

@@ -7,11 +7,14 @@
 mod support;
 
 mod cli;
+mod command_service;
 mod first_minutes;
+mod gateway;
 mod limits;
 mod oidc_startup;
 mod rebuild;
 mod restart;
+mod spawned;
 mod startup;
 mod store_identity;
 
