@@ -46,6 +46,7 @@ struct State {
     running: bool,
     assigned: Vec<i32>,
     failing: Option<(Instant, Dependency, String)>,
+    consumed: u64,
     applied: u64,
     dead_lettered: u64,
     /// Per partition: the last offset processed by this replica.
@@ -70,6 +71,8 @@ pub struct ProjectorStatus {
     /// Summed over every partition of the topic (the whole group's lag).
     pub events_behind: i64,
     pub partitions: BTreeMap<i32, PartitionLag>,
+    /// Messages this replica processed (applied, already applied or dead-lettered).
+    pub consumed: u64,
     /// Messages applied by this replica since it started.
     pub applied: u64,
     /// Messages this replica dead-lettered since it started.
@@ -124,6 +127,7 @@ impl Health {
         let mut state = self.lock();
         state.failing = None;
         state.applied += applied;
+        state.consumed += batch.len() as u64;
         state.dead_lettered += dead_lettered;
         for (partition, progress) in reached {
             state.offsets.insert(*partition, progress.offset);
@@ -149,6 +153,7 @@ impl Health {
             assigned_partitions: state.assigned.clone(),
             events_behind: state.lag.values().map(|l| l.events_behind).sum(),
             partitions: state.lag.clone(),
+            consumed: state.consumed,
             applied: state.applied,
             dead_lettered: state.dead_lettered,
             failing_on: state.failing.as_ref().map(|f| f.1),
@@ -209,7 +214,32 @@ pub async fn watch_lag(
 /// Events behind per partition: the partition's end minus the group's committed offset
 /// (its start when the group committed nothing). Blocking.
 pub fn measure_lag(config: &ProjectorConfig) -> Result<BTreeMap<i32, i64>, String> {
-    // The group's id, to read its committed offsets; never subscribes, so never joins.
+    let (consumer, partitions, committed) = group_offsets(config)?;
+    let mut behind = BTreeMap::new();
+    for p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&config.topic, p, Duration::from_secs(2))
+            .map_err(|e| e.to_string())?;
+        let at = committed.get(&p).copied().unwrap_or(low);
+        behind.insert(p, (high - at).max(0));
+    }
+    std::thread::spawn(move || drop(consumer));
+    Ok(behind)
+}
+
+/// The offsets the group has committed, per partition of the topic (partitions without
+/// one are absent). Blocking.
+pub fn committed_offsets(config: &ProjectorConfig) -> Result<BTreeMap<i32, i64>, String> {
+    let (consumer, _, committed) = group_offsets(config)?;
+    std::thread::spawn(move || drop(consumer));
+    Ok(committed)
+}
+
+type GroupOffsets = (BaseConsumer, Vec<i32>, BTreeMap<i32, i64>);
+
+/// A consumer with the group's id (it never subscribes, so it never joins the group), the
+/// topic's partitions, and the group's committed offsets.
+fn group_offsets(config: &ProjectorConfig) -> Result<GroupOffsets, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &config.bootstrap_servers)
         .set("group.id", &config.group_id)
@@ -232,20 +262,14 @@ pub fn measure_lag(config: &ProjectorConfig) -> Result<BTreeMap<i32, i64>, Strin
     for p in &partitions {
         list.add_partition(topic, *p);
     }
-    let committed = consumer
+    let found = consumer
         .committed_offsets(list, timeout)
         .map_err(|e| e.to_string())?;
-    let mut behind = BTreeMap::new();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| e.to_string())?;
-        let at = match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => low,
-        };
-        behind.insert(p, (high - at).max(0));
+    let mut committed = BTreeMap::new();
+    for p in &partitions {
+        if let Some(Offset::Offset(o)) = found.find_partition(topic, *p).map(|e| e.offset()) {
+            committed.insert(*p, o);
+        }
     }
-    std::thread::spawn(move || drop(consumer));
-    Ok(behind)
+    Ok((consumer, partitions, committed))
 }
