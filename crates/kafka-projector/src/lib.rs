@@ -22,6 +22,7 @@
 //! applied but dead-lettered, with every later event of that order, so that a document
 //! never claims a version whose events it lacks.
 
+pub mod checks;
 pub mod decode;
 pub mod dlq;
 pub mod freshness;

@@ -2,11 +2,8 @@
 //! into a running [`order_gateway::Gateway`].
 
 use crate::GatewayArgs;
-use anyhow::Context;
-use order_auth::{LocalSigningKey, TokenVerifier};
 use order_gateway::{Gateway, GatewayConfig};
 use std::io::Write;
-use std::sync::Arc;
 
 /// Starts a gateway on the current runtime (what the binary runs, and what
 /// the tests start in their own process).
@@ -24,23 +21,8 @@ pub async fn start_gateway(args: GatewayArgs) -> anyhow::Result<Gateway> {
         .query_url
         .clone()
         .ok_or_else(|| missing("--query-url", "ORDER_PLATFORM_QUERY_URL", "query_url"))?;
-    let verifier: Arc<dyn TokenVerifier> = match (&args.oidc.oidc_issuer, &args.data_dir) {
-        (Some(_), _) => crate::serve::token_verifier(&args.oidc, None).await?,
-        (None, Some(dir)) => {
-            args.oidc.config()?;
-            Arc::new(LocalSigningKey::load(dir).with_context(|| {
-                format!(
-                    "the gateway trusts the built-in key of --data-dir {}",
-                    dir.display()
-                )
-            })?)
-        }
-        (None, None) => anyhow::bail!(
-            "the gateway needs whose tokens to trust: --oidc-issuer with --oidc-audience \
-             (ORDER_PLATFORM_OIDC_ISSUER, ORDER_PLATFORM_OIDC_AUDIENCE), or --data-dir of \
-             the `serve` whose built-in key signs them"
-        ),
-    };
+    let verifier =
+        crate::serve::service_verifier(&args.oidc, args.data_dir.as_deref(), "the gateway").await?;
     let budgets = args.budgets();
     Gateway::start(GatewayConfig {
         listen: args.listen,

@@ -8,11 +8,14 @@
 mod admin;
 pub mod cli;
 mod config;
+mod dead_letters;
 mod docs;
 mod gateway;
+mod query_service;
 mod relay;
 mod serve;
 
-pub use cli::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
+pub use cli::{GatewayArgs, OidcArgs, QueryServiceArgs, ServeArgs, StoreArgs};
 pub use gateway::start_gateway;
+pub use query_service::QueryServiceApp;
 pub use serve::App;

@@ -238,7 +238,7 @@ impl Drop for App {
 
 /// Why the server cannot listen on `address`, and what to do about it: the
 /// operating system's own words ("Address already in use") stay as the cause.
-fn cannot_listen(address: SocketAddr, error: std::io::Error) -> anyhow::Error {
+pub(crate) fn cannot_listen(address: SocketAddr, error: std::io::Error) -> anyhow::Error {
     use std::io::ErrorKind;
     let port = address.port();
     let other = SocketAddr::new(address.ip(), port.checked_add(1).unwrap_or(8080));
@@ -300,6 +300,35 @@ pub async fn token_verifier(
     Ok(Arc::new(verifier))
 }
 
+/// Whose tokens a service without a data dir of its own trusts (the gateway, the query
+/// service): the OIDC issuer of `oidc`, else the built-in key of `data_dir` (the data dir
+/// of the `serve` whose key signs them). Neither is a usage error naming both options.
+pub(crate) async fn service_verifier(
+    oidc: &crate::OidcArgs,
+    data_dir: Option<&Path>,
+    service: &str,
+) -> anyhow::Result<Arc<dyn TokenVerifier>> {
+    match (&oidc.oidc_issuer, data_dir) {
+        (Some(_), _) => token_verifier(oidc, None).await,
+        (None, Some(dir)) => {
+            oidc.config()?;
+            Ok(Arc::new(LocalSigningKey::load(dir).with_context(|| {
+                format!(
+                    "{service} trusts the built-in key of --data-dir {}",
+                    dir.display()
+                )
+            })?))
+        }
+        (None, None) => Err(UsageError(format!(
+            "{service} needs whose tokens to trust: --oidc-issuer with --oidc-audience \
+             (ORDER_PLATFORM_OIDC_ISSUER, ORDER_PLATFORM_OIDC_AUDIENCE, or `oidc_issuer` and \
+             `oidc_audience` in --config), or --data-dir (ORDER_PLATFORM_DATA_DIR, `data_dir`) \
+             of the `serve` whose built-in key signs them"
+        ))
+        .into()),
+    }
+}
+
 /// `order-platform serve`: an [`App`] with JSON logs on stderr and a banner on
 /// stdout, until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -342,7 +371,7 @@ const PROJECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// connections close, and requests in flight may finish. Whatever still runs
 /// when the deadline passes is abandoned (its connection is dropped) so that the
 /// process exits: an orchestrator's kill timer should not be what ends it.
-async fn serve_until_stopped(
+pub(crate) async fn serve_until_stopped(
     listener: tokio::net::TcpListener,
     app: Router,
     stopping: impl Future<Output = ()> + Send + 'static,
@@ -469,7 +498,7 @@ fn app(
     order_http::common_layers(routes, args.body_limit)
 }
 
-struct EventStoreCheck(Arc<dyn EventStore>);
+pub(crate) struct EventStoreCheck(pub(crate) Arc<dyn EventStore>);
 
 #[async_trait]
 impl ReadinessCheck for EventStoreCheck {
