@@ -10,6 +10,7 @@ mod cli;
 mod first_minutes;
 mod limits;
 mod oidc_startup;
+mod query_service;
 mod restart;
 mod startup;
 mod store_identity;
