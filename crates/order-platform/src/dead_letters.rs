@@ -166,3 +166,82 @@ async fn replay_dead_letters(
         still_failing = report.still_failing.len(), "dead letters replayed");
     Ok(axum::Json(report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::config::FileConfig;
+    use clap::{CommandFactory, FromArgMatches};
+
+    /// `query-service` parsed from `argv` with `file` applied, as `main` does it, without
+    /// the developer's ORDER_PLATFORM_* variables.
+    fn query_args(argv: &[&str], file: &str) -> crate::QueryServiceArgs {
+        let matches = Cli::command()
+            .mut_args(|a| a.env(None))
+            .mut_subcommand("query-service", |s| s.mut_args(|a| a.env(None)))
+            .try_get_matches_from(argv)
+            .expect("valid arguments");
+        let Some(Command::QueryService(mut args)) =
+            Cli::from_arg_matches(&matches).unwrap().command
+        else {
+            panic!("not query-service")
+        };
+        let file: FileConfig = toml::from_str(file).unwrap();
+        file.apply_to_query_service(
+            &mut args,
+            matches.subcommand_matches("query-service").unwrap(),
+        );
+        args
+    }
+
+    #[test]
+    fn settings_come_from_flags_then_the_file_then_defaults() {
+        let file = "kafka_bootstrap_servers = \"k1:9092\"\n\
+                    schema_registry_url = \"http://r/apis/ccompat/v7\"\n\
+                    elasticsearch_url = \"http://es:9200\"\n\
+                    es_index_prefix = \"staging-\"\n\
+                    group_id = \"from-file\"\n";
+        let args = query_args(
+            &["order-platform", "query-service", "--group-id", "mine"],
+            file,
+        );
+        let (config, es) = settings(&args.kafka).unwrap();
+        assert_eq!(config.bootstrap_servers, "k1:9092");
+        assert_eq!(config.group_id, "mine", "the flag wins");
+        assert_eq!(config.topic, "order-events", "default");
+        assert_eq!(es.url, "http://es:9200");
+        assert_eq!(es.prefix, "staging-");
+        assert_eq!(args.listen, "127.0.0.1:8081".parse().unwrap());
+        let args = query_args(&["order-platform", "query-service"], "");
+        let (config, _) = settings(&KafkaReadArgs {
+            kafka_bootstrap_servers: Some("k".into()),
+            schema_registry_url: Some("r".into()),
+            elasticsearch_url: Some("e".into()),
+            ..args.kafka
+        })
+        .unwrap();
+        assert_eq!(config.group_id, order_kafka_projector::DEFAULT_GROUP_ID);
+    }
+
+    #[test]
+    fn a_missing_or_bad_setting_is_a_usage_error_naming_it() {
+        let args = query_args(&["order-platform", "query-service"], "");
+        let error = settings(&args.kafka).unwrap_err();
+        assert!(error.is::<UsageError>());
+        let text = error.to_string();
+        for part in [
+            "--kafka-bootstrap-servers",
+            "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
+            "`kafka_bootstrap_servers`",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
+        let args = query_args(
+            &["order-platform", "query-service", "--topic", "a b"],
+            "kafka_bootstrap_servers = \"k\"\nschema_registry_url = \"r\"\nelasticsearch_url = \"e\"",
+        );
+        let text = settings(&args.kafka).unwrap_err().to_string();
+        assert!(text.contains("\"a b\""), "{text}");
+    }
+}
