@@ -49,7 +49,10 @@ impl ReadinessCheck for KafkaCheck {
                     if exists {
                         Ok(())
                     } else {
-                        Err(format!("topic {} does not exist (is the relay running?)", config.topic))
+                        Err(format!(
+                            "topic {} does not exist (is the relay running?)",
+                            config.topic
+                        ))
                     }
                 });
             std::thread::spawn(move || drop(consumer));

@@ -141,8 +141,8 @@ impl DeadLetterProducer {
         .map_err(|e| e.to_string())??
         .max(1);
         let topic = dlq_topic(&config.topic);
-        let new = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))
-            .set("retention.ms", "-1");
+        let new =
+            NewTopic::new(&topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
         create_topics(&config.bootstrap_servers, &[new], config.kafka_timeout)
             .await
             .map_err(|e| e.to_string())?;

@@ -13,13 +13,13 @@
 //! same on every query-service replica, whichever owns which partitions.
 
 use order_event_store::{ConsistencyToken, StoreId};
+use order_query_service::Freshness;
 use order_read_model_es::EsReadStore;
 use order_relay::watermark::{Watermark, watermark_topic};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use order_query_service::Freshness;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -99,7 +99,9 @@ impl WatermarkFreshness {
             match self.read.progress(&self.topic, &partitions).await {
                 Ok(progress) => {
                     let done = mark.last_offsets.iter().all(|(p, last)| {
-                        progress.get(p).is_some_and(|applied| applied.offset >= *last)
+                        progress
+                            .get(p)
+                            .is_some_and(|applied| applied.offset >= *last)
                     });
                     if done {
                         return;

@@ -26,9 +26,7 @@ use crate::{BACKOFF_MAX, BACKOFF_START, ProjectorConfig};
 use order_read_model_es::{EsReadStore, PartitionProgress, StreamOutcome};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -290,7 +288,9 @@ impl Session<'_> {
                     events.push(event);
                     sources.push(message);
                 }
-                Err(DecodeFailure::Poison(reason)) => letters.push((message, Stage::Decode, reason)),
+                Err(DecodeFailure::Poison(reason)) => {
+                    letters.push((message, Stage::Decode, reason))
+                }
                 Err(DecodeFailure::Unavailable(e)) => {
                     return Err(Failure(Dependency::SchemaRegistry, e));
                 }
@@ -411,7 +411,9 @@ impl Session<'_> {
             tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync)).await;
         match committed {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "committing offsets failed; the batch may be redelivered"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "committing offsets failed; the batch may be redelivered")
+            }
             Err(e) => tracing::warn!(error = %e, "committing offsets did not finish"),
         }
     }

@@ -181,7 +181,9 @@ fn read_pending(config: &ProjectorConfig) -> Result<(BaseConsumer, Vec<Incoming>
     let deadline = Instant::now() + timeout;
     while !open.is_empty() {
         if Instant::now() > deadline {
-            return Err(format!("reading {topic} did not reach its end within {timeout:?}"));
+            return Err(format!(
+                "reading {topic} did not reach its end within {timeout:?}"
+            ));
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => {}

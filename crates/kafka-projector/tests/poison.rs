@@ -50,7 +50,9 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
         .await;
     let mut unknown_id = fixture.message(&gappy_events[1]).value;
     unknown_id[1..5].copy_from_slice(&0x7fff_fff0u32.to_be_bytes());
-    fixture.produce_raw(0, &gappy.to_string(), &unknown_id, None).await;
+    fixture
+        .produce_raw(0, &gappy.to_string(), &unknown_id, None)
+        .await;
     fixture.produce_event(0, &gappy_events[2]).await;
     fixture.produce_event(0, &gappy_events[3]).await;
     fixture.produce_event(0, &good_events[0]).await;
@@ -68,7 +70,11 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
             async move { status.dead_lettered == 4 }
         })
         .await;
-    assert_eq!(version(&fixture, gappy).await, Some(1), "nothing past the gap");
+    assert_eq!(
+        version(&fixture, gappy).await,
+        Some(1),
+        "nothing past the gap"
+    );
 
     let letters = dlq::list(&fixture.config()).await.unwrap();
     let summary: Vec<(Option<i64>, Option<String>)> = letters
@@ -90,13 +96,32 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
         assert_eq!(letter.source_partition, Some(0));
         assert_eq!(letter.key.as_deref(), Some(gappy.to_string().as_str()));
         let failed_at = letter.failed_at.as_deref().unwrap();
-        assert!(chrono::DateTime::parse_from_rfc3339(failed_at).is_ok(), "{failed_at}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(failed_at).is_ok(),
+            "{failed_at}"
+        );
     }
     let reason = |l: &DeadLetter| l.reason.clone().unwrap_or_default();
-    assert!(reason(&letters[0]).contains("magic byte"), "{}", reason(&letters[0]));
-    assert!(reason(&letters[1]).contains("unknown writer schema id"), "{}", reason(&letters[1]));
-    assert!(reason(&letters[2]).contains("version gap"), "{}", reason(&letters[2]));
-    assert!(reason(&letters[3]).contains("version 4"), "{}", reason(&letters[3]));
+    assert!(
+        reason(&letters[0]).contains("magic byte"),
+        "{}",
+        reason(&letters[0])
+    );
+    assert!(
+        reason(&letters[1]).contains("unknown writer schema id"),
+        "{}",
+        reason(&letters[1])
+    );
+    assert!(
+        reason(&letters[2]).contains("version gap"),
+        "{}",
+        reason(&letters[2])
+    );
+    assert!(
+        reason(&letters[3]).contains("version 4"),
+        "{}",
+        reason(&letters[3])
+    );
     assert_eq!(letters[2].version, Some(3));
     assert_eq!(letters[2].event_type.as_deref(), Some("ItemAdded"));
     // The original bytes and headers travel with the letter.
@@ -113,7 +138,10 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
 
     // Nothing fixed yet: replay applies nothing and commits nothing past the first letter.
     let report = replay(&fixture.config(), &fixture.read).await.unwrap();
-    assert_eq!((report.examined, report.applied, report.still_failing.len()), (4, 0, 4));
+    assert_eq!(
+        (report.examined, report.applied, report.still_failing.len()),
+        (4, 0, 4)
+    );
     assert_eq!(report.committed.get(&0), Some(&0));
 
     // The gap is filled (v2 arrives): the projector applies it; replay then applies v3 and
@@ -129,7 +157,9 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
     assert_eq!(report.still_failing.len(), 2, "{report:?}");
     assert_eq!(version(&fixture, gappy).await, Some(4));
     let view = fixture.read.get(gappy).await.unwrap().unwrap();
-    let replayed = log.order(gappy).map(|o| order_read_model::OrderView::from(&o));
+    let replayed = log
+        .order(gappy)
+        .map(|o| order_read_model::OrderView::from(&o));
     assert_eq!(Some(view), replayed);
     // Replaying again changes nothing: applied letters are obsolete now.
     let again = replay(&fixture.config(), &fixture.read).await.unwrap();

@@ -30,10 +30,18 @@ fn history(orders: usize) -> (Log, Vec<Uuid>) {
             &[item("A-1", "Blue mug", 1, price)],
             at(n as i64),
         );
-        log.add(id, item(&format!("B-{n}"), "Red kettle", 2, price), at(n as i64 + 50));
+        log.add(
+            id,
+            item(&format!("B-{n}"), "Red kettle", 2, price),
+            at(n as i64 + 50),
+        );
         match n % 4 {
             0 => {
-                log.exec(id, Command::ApproveOrder { reason: None }, at(n as i64 + 90));
+                log.exec(
+                    id,
+                    Command::ApproveOrder { reason: None },
+                    at(n as i64 + 90),
+                );
             }
             1 => {
                 log.exec(id, Command::CancelOrder { reason: None }, at(n as i64 + 90));
@@ -91,7 +99,9 @@ async fn what_the_relay_publishes_lands_as_the_embedded_read_model_has_it() {
     let running = fixture.start(fixture.config());
     let read = fixture.read.clone();
     fixture
-        .eventually(WAIT, "every order projected", || caught_up(read.as_ref(), &log, &ids))
+        .eventually(WAIT, "every order projected", || {
+            caught_up(read.as_ref(), &log, &ids)
+        })
         .await;
 
     let dir = std::env::temp_dir().join(format!("kp-embedded-{}", Uuid::new_v4().simple()));
@@ -104,7 +114,10 @@ async fn what_the_relay_publishes_lands_as_the_embedded_read_model_has_it() {
             embedded.get(*id).await.unwrap()
         );
     }
-    assert_eq!(all_pages(fixture.read.as_ref()).await, all_pages(&embedded).await);
+    assert_eq!(
+        all_pages(fixture.read.as_ref()).await,
+        all_pages(&embedded).await
+    );
     for filter in [
         OrderFilter::default(),
         OrderFilter {
@@ -130,7 +143,11 @@ async fn what_the_relay_publishes_lands_as_the_embedded_read_model_has_it() {
         .unwrap();
     assert_eq!(behind.values().sum::<i64>(), 0, "{behind:?}");
     // Progress is recorded per partition, up to the highest position applied.
-    let progress = fixture.read.progress(&fixture.topic, &[0, 1, 2]).await.unwrap();
+    let progress = fixture
+        .read
+        .progress(&fixture.topic, &[0, 1, 2])
+        .await
+        .unwrap();
     let highest = progress.values().map(|p| p.global_position).max();
     assert_eq!(highest, Some(log.position));
     running.stop().await;
@@ -164,10 +181,15 @@ async fn a_consumer_killed_mid_stream_and_restarted_neither_loses_nor_double_app
         })
         .await;
     for id in &ids {
-        let want = log.order(*id).map(|o| order_read_model::OrderView::from(&o));
+        let want = log
+            .order(*id)
+            .map(|o| order_read_model::OrderView::from(&o));
         assert_eq!(fixture.read.get(*id).await.unwrap(), want, "order {id}");
     }
-    assert!(dlq::list(&config).await.unwrap().is_empty(), "no dead letters");
+    assert!(
+        dlq::list(&config).await.unwrap().is_empty(),
+        "no dead letters"
+    );
     running.stop().await;
     fixture.clean_up().await;
 }
@@ -234,7 +256,9 @@ async fn a_document_version_only_moves_forward_under_redelivery() {
     fixture.publish(&later, 100).await;
     let running = fixture.start(fixture.config());
     fixture
-        .eventually(WAIT, "the later event", || caught_up(read.as_ref(), &log, &ids))
+        .eventually(WAIT, "the later event", || {
+            caught_up(read.as_ref(), &log, &ids)
+        })
         .await;
     let mut again = fixture.config();
     again.group_id = format!("{}-again", again.group_id);
@@ -248,7 +272,9 @@ async fn a_document_version_only_moves_forward_under_redelivery() {
         })
         .await;
     for id in &ids {
-        let want = log.order(*id).map(|o| order_read_model::OrderView::from(&o));
+        let want = log
+            .order(*id)
+            .map(|o| order_read_model::OrderView::from(&o));
         assert_eq!(fixture.read.get(*id).await.unwrap(), want);
     }
     replayer.stop().await;

@@ -118,7 +118,9 @@ fn admins_only(caller: &order_auth::Principal) -> Result<(), ApiError> {
     if caller.has(Role::Admin) {
         Ok(())
     } else {
-        Err(ApiError::forbidden("only admins may see or replay dead letters"))
+        Err(ApiError::forbidden(
+            "only admins may see or replay dead letters",
+        ))
     }
 }
 

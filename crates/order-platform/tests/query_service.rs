@@ -175,15 +175,28 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
         ("X-Consistency-Timeout-Ms", "30000"),
     ];
     let (status, _, order) = queries
-        .call(get.clone(), &format!("/api/v1/orders/{id}"), &ops, &with_token, None)
+        .call(
+            get.clone(),
+            &format!("/api/v1/orders/{id}"),
+            &ops,
+            &with_token,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{order}");
     assert_eq!(order["version"], 1);
 
     // A second write, read back at once through every kind of query.
-    let item = json!({"sku": "SKU-2", "productName": "Red kettle", "quantity": 1, "unitPrice": "10.00"});
+    let item =
+        json!({"sku": "SKU-2", "productName": "Red kettle", "quantity": 1, "unitPrice": "10.00"});
     let (status, headers, _) = commands
-        .call(post, &format!("/api/v1/orders/{id}/items"), &ops, &[], Some(&item))
+        .call(
+            post,
+            &format!("/api/v1/orders/{id}/items"),
+            &ops,
+            &[],
+            Some(&item),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let consistency = headers["x-consistency-token"].to_str().unwrap().to_string();
@@ -192,11 +205,26 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
         ("X-Consistency-Timeout-Ms", "30000"),
     ];
     let (status, _, order) = queries
-        .call(get.clone(), &format!("/api/v1/orders/{id}"), &ops, &with_token, None)
+        .call(
+            get.clone(),
+            &format!("/api/v1/orders/{id}"),
+            &ops,
+            &with_token,
+            None,
+        )
         .await;
-    assert_eq!((status, order["version"].clone()), (StatusCode::OK, json!(2)));
+    assert_eq!(
+        (status, order["version"].clone()),
+        (StatusCode::OK, json!(2))
+    );
     let (status, _, page) = queries
-        .call(get.clone(), "/api/v1/orders?customerId=alice", &ops, &with_token, None)
+        .call(
+            get.clone(),
+            "/api/v1/orders?customerId=alice",
+            &ops,
+            &with_token,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["items"][0]["version"], 2, "{page}");
@@ -204,13 +232,26 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
         .call(get.clone(), "/api/v1/orders/stats", &ops, &with_token, None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(stats["byCurrency"]["USD"]["totalAmount"], "17.00", "{stats}");
+    assert_eq!(
+        stats["byCurrency"]["USD"]["totalAmount"], "17.00",
+        "{stats}"
+    );
     // History comes from PostgreSQL.
     let (status, _, history) = queries
-        .call(get.clone(), &format!("/api/v1/orders/{id}/events"), &ops, &with_token, None)
+        .call(
+            get.clone(),
+            &format!("/api/v1/orders/{id}/events"),
+            &ops,
+            &with_token,
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(history["events"].as_array().map(Vec::len), Some(2), "{history}");
+    assert_eq!(
+        history["events"].as_array().map(Vec::len),
+        Some(2),
+        "{history}"
+    );
 
     // A token beyond anything published: 503 after the wait.
     let (store_id, position) = consistency.split_once(':').unwrap();
@@ -220,7 +261,10 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
             get.clone(),
             &format!("/api/v1/orders/{id}"),
             &ops,
-            &[("X-Consistency-Token", &beyond), ("X-Consistency-Timeout-Ms", "300")],
+            &[
+                ("X-Consistency-Token", &beyond),
+                ("X-Consistency-Timeout-Ms", "300"),
+            ],
             None,
         )
         .await;
@@ -229,14 +273,26 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
     assert!(headers.contains_key("retry-after"));
     let foreign = format!("{}:1", Uuid::new_v4().simple());
     let (status, _, problem) = queries
-        .call(get.clone(), "/api/v1/orders", &ops, &[("X-Consistency-Token", &foreign)], None)
+        .call(
+            get.clone(),
+            "/api/v1/orders",
+            &ops,
+            &[("X-Consistency-Token", &foreign)],
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(problem["code"], "foreign_consistency_token");
 
     // Dead letters: admins only.
     let (status, _, letters) = queries
-        .call(get.clone(), "/api/v1/admin/dead-letters", &token("root", Role::Admin), &[], None)
+        .call(
+            get.clone(),
+            "/api/v1/admin/dead-letters",
+            &token("root", Role::Admin),
+            &[],
+            None,
+        )
         .await;
     assert_eq!((status, letters), (StatusCode::OK, json!([])));
     let (status, _, _) = queries
@@ -245,7 +301,9 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Ready, with the projector's lag, and its counters in the metrics.
-    let (status, _, ready) = queries.call(get.clone(), "/health/ready", "", &[], None).await;
+    let (status, _, ready) = queries
+        .call(get.clone(), "/health/ready", "", &[], None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{ready}");
     let metrics = reqwest::get(format!("{}/metrics", queries.base))
         .await
@@ -284,7 +342,9 @@ async fn clean_up(bootstrap: &str, registry: &str, topic: &str, prefix: &str) {
     let http = reqwest::Client::new();
     let url = env("ELASTICSEARCH_URL");
     let listed = http
-        .get(format!("{url}/_cat/indices/{prefix}*?format=json&h=index&expand_wildcards=all"))
+        .get(format!(
+            "{url}/_cat/indices/{prefix}*?format=json&h=index&expand_wildcards=all"
+        ))
         .send()
         .await;
     if let Ok(listed) = listed {
@@ -296,7 +356,10 @@ async fn clean_up(bootstrap: &str, registry: &str, topic: &str, prefix: &str) {
             .filter_map(|r| r["index"].as_str())
             .collect();
         if !names.is_empty() {
-            let _ = http.delete(format!("{url}/{}", names.join(","))).send().await;
+            let _ = http
+                .delete(format!("{url}/{}", names.join(",")))
+                .send()
+                .await;
         }
     }
 }

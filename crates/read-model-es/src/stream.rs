@@ -77,8 +77,10 @@ impl EsReadStore {
             return Ok(Vec::new());
         }
         let stored = self.load(&index, &ids).await?;
-        let mut orders: HashMap<Uuid, Option<Order>> =
-            ids.iter().map(|id| (*id, stored.get(id).cloned())).collect();
+        let mut orders: HashMap<Uuid, Option<Order>> = ids
+            .iter()
+            .map(|id| (*id, stored.get(id).cloned()))
+            .collect();
         let mut blocked: HashMap<Uuid, u64> = HashMap::new();
         let mut dirty: Vec<Uuid> = Vec::new();
         let mut outcomes = Vec::with_capacity(events.len());

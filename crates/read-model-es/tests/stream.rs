@@ -42,7 +42,10 @@ async fn a_gap_is_refused_with_every_later_event_of_its_order_and_redelivery_is_
         ]
     );
     let view = store.get(a).await.unwrap().unwrap();
-    assert_eq!(Some(view), log.order(a).map(|o| order_read_model::OrderView::from(&o)));
+    assert_eq!(
+        Some(view),
+        log.order(a).map(|o| order_read_model::OrderView::from(&o))
+    );
     // No log checkpoint was touched.
     assert_eq!(store.checkpoint().await.unwrap().cursor.position, 0);
 }

@@ -62,9 +62,18 @@ pub async fn ensure_topic(config: &RelayConfig) -> Result<(), RelayError> {
     .set("retention.ms", "-1")
     .set("cleanup.policy", "delete");
     let marks = watermark_topic(&config.topic);
-    let watermarks = NewTopic::new(&marks, 1, TopicReplication::Fixed(config.replication_factor))
-        .set("cleanup.policy", "compact");
-    create_topics(&config.bootstrap_servers, &[data, watermarks], config.kafka_timeout).await
+    let watermarks = NewTopic::new(
+        &marks,
+        1,
+        TopicReplication::Fixed(config.replication_factor),
+    )
+    .set("cleanup.policy", "compact");
+    create_topics(
+        &config.bootstrap_servers,
+        &[data, watermarks],
+        config.kafka_timeout,
+    )
+    .await
 }
 
 /// Creates `topics` unless they exist.

@@ -61,7 +61,9 @@ impl Fixture {
             batch_size: 50,
             kafka_timeout: Duration::from_secs(20),
         };
-        kafka::ensure_topic(&relay_config).await.expect("create the topic");
+        kafka::ensure_topic(&relay_config)
+            .await
+            .expect("create the topic");
         let registry = SchemaRegistryClient::new(&relay_config.schema_registry_url).unwrap();
         let schema = OrderEventSchema::current();
         let id = registry
@@ -227,7 +229,10 @@ impl Fixture {
                 .filter_map(|r| r["index"].as_str())
                 .collect();
             if !names.is_empty() {
-                let _ = http.delete(format!("{url}/{}", names.join(","))).send().await;
+                let _ = http
+                    .delete(format!("{url}/{}", names.join(",")))
+                    .send()
+                    .await;
             }
         }
     }

@@ -87,7 +87,10 @@ fn a_missing_setting_is_a_usage_error_that_names_it() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--oidc-issuer") && stderr.contains("--data-dir"), "{stderr}");
+    assert!(
+        stderr.contains("--oidc-issuer") && stderr.contains("--data-dir"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,12 +115,21 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
     .unwrap();
     let mut child = KillOnDrop(
         order_platform()
-            .args(["query-service", "--listen", "127.0.0.1:0", "--topic", &topic])
+            .args([
+                "query-service",
+                "--listen",
+                "127.0.0.1:0",
+                "--topic",
+                &topic,
+            ])
             .args(["--es-index-prefix", &prefix, "--data-dir"])
             .arg(dir.path())
             .env("ORDER_PLATFORM_DATABASE_URL", &db.url)
             .env("ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-            .env("ORDER_PLATFORM_SCHEMA_REGISTRY_URL", env("SCHEMA_REGISTRY_URL"))
+            .env(
+                "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
+                env("SCHEMA_REGISTRY_URL"),
+            )
             .env("ORDER_PLATFORM_ELASTICSEARCH_URL", env("ELASTICSEARCH_URL"))
             .env("ORDER_PLATFORM_GROUP_ID", format!("{topic}-group"))
             .stdout(Stdio::piped())
@@ -155,7 +167,12 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let token = key
-        .issue("a1", &[order_auth::Role::Analyst], chrono::Utc::now(), chrono::Duration::hours(1))
+        .issue(
+            "a1",
+            &[order_auth::Role::Analyst],
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+        )
         .unwrap();
     let page: serde_json::Value = http
         .get(format!("http://{address}/api/v1/orders"))
@@ -176,7 +193,13 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
 
     // SIGTERM: a graceful stop, exit 0.
     let pid = child.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.0.try_wait().unwrap() {
@@ -191,11 +214,18 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
     let out = order_platform()
         .args(["dead-letters", "list", "--topic", &topic])
         .env("ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-        .env("ORDER_PLATFORM_SCHEMA_REGISTRY_URL", env("SCHEMA_REGISTRY_URL"))
+        .env(
+            "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
+            env("SCHEMA_REGISTRY_URL"),
+        )
         .env("ORDER_PLATFORM_ELASTICSEARCH_URL", env("ELASTICSEARCH_URL"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
@@ -205,7 +235,10 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
             .unwrap();
     let dlq = format!("{topic}.dlq");
     let _ = admin
-        .delete_topics(&[topic.as_str(), dlq.as_str()], &rdkafka::admin::AdminOptions::new())
+        .delete_topics(
+            &[topic.as_str(), dlq.as_str()],
+            &rdkafka::admin::AdminOptions::new(),
+        )
         .await;
     let es = env("ELASTICSEARCH_URL");
     let rows: serde_json::Value = http
@@ -223,6 +256,9 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
         .filter_map(|r| r["index"].as_str())
         .collect();
     if !names.is_empty() {
-        let _ = http.delete(format!("{es}/{}", names.join(","))).send().await;
+        let _ = http
+            .delete(format!("{es}/{}", names.join(",")))
+            .send()
+            .await;
     }
 }
