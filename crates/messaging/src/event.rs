@@ -63,6 +63,33 @@ impl OrderEventMessage {
         })
     }
 
+    /// The event as the read side applies it: a [`RecordedEvent`] in the current stored layout
+    /// (the inverse of [`OrderEventMessage::from_recorded`], up to the microsecond truncation
+    /// of `occurred_at` and the idempotency key, which is not published). `traceparent` comes
+    /// from the message's header.
+    pub fn to_recorded(&self, traceparent: Option<String>) -> Result<RecordedEvent> {
+        let causation_id =
+            Uuid::parse_str(&self.causation_id).map_err(|e| MessagingError::Malformed {
+                field: "causationId".into(),
+                reason: format!("{:?} is not a UUID: {e}", self.causation_id),
+            })?;
+        Ok(RecordedEvent {
+            event_id: self.event_id,
+            stream_id: self.order_id,
+            version: self.version,
+            global_position: self.global_position,
+            event_type: self.payload.event_type().to_string(),
+            schema_version: EventPayload::SCHEMA_VERSION,
+            data: self.payload.data(),
+            occurred_at: self.occurred_at,
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id.clone(),
+            causation_id,
+            traceparent,
+            idempotency_key: None,
+        })
+    }
+
     /// The Avro value of this message under `schema` (whose `payload` union must have a record
     /// for this event type).
     pub fn to_avro(&self, schema: &OrderEventSchema) -> Result<Value> {

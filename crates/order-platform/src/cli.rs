@@ -85,7 +85,15 @@ pub(crate) enum Command {
     /// Run the command routes (POST/DELETE) alone, on the PostgreSQL event store:
     /// the write side of a production deployment, behind the gateway.
     CommandService(crate::command_service::CommandServiceArgs),
+    /// Serve the queries from Elasticsearch, fed from Kafka by an in-process consumer
+    /// group (production): read-your-writes through the relay's watermarks, dead letters.
+    QueryService(QueryServiceArgs),
+    /// List or replay the dead letters of the Kafka projector (`<topic>.dlq`).
+    DeadLetters(DeadLettersArgs),
 }
+
+mod query_args;
+pub use query_args::{DeadLettersAction, DeadLettersArgs, KafkaReadArgs, QueryServiceArgs};
 
 #[derive(Args, Clone)]
 pub struct RelayArgs {
@@ -550,6 +558,26 @@ fn run(config: Option<PathBuf>, command: Command, given: ArgMatches) -> anyhow::
             let served = runtime.block_on(crate::command_service::command_service(args));
             runtime.shutdown_timeout(Duration::from_secs(1));
             served
+        }
+        Command::QueryService(mut args) => {
+            file.apply_to_query_service(&mut args, &given);
+            let runtime = runtime()?;
+            let served = runtime.block_on(crate::query_service::query_service(args));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            served
+        }
+        Command::DeadLetters(mut args) => {
+            if let (
+                DeadLettersAction::List(kafka) | DeadLettersAction::Replay(kafka),
+                Some((_, action)),
+            ) = (&mut args.action, given.subcommand())
+            {
+                file.apply_to_kafka_read(kafka, action);
+            }
+            let runtime = runtime()?;
+            let done = runtime.block_on(crate::dead_letters::command(args));
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            done
         }
         Command::Serve(mut args) => {
             file.apply_to_serve(&mut args, &given);

@@ -25,6 +25,10 @@
 //! replication_factor = 3
 //! batch_size = 500
 //! kafka_timeout = "30s"
+//! # query-service and dead-letters (also kafka_*, schema_registry_url, topic, batch_size)
+//! elasticsearch_url = "http://elasticsearch:9200"
+//! es_index_prefix = ""
+//! group_id = "order-platform-query"
 //! ```
 //!
 //! The file is checked whole before anything starts: an unknown key, a value of
@@ -95,9 +99,10 @@ pub struct FileConfig {
     retries: Option<u32>,
     cors_allow_origins: Option<Vec<String>>,
     hsts: Option<bool>,
-    // Elasticsearch (the query service and `rebuild`).
+    // The Kafka-fed query side's (`query.rs`), `rebuild`'s and `verify`'s.
     elasticsearch_url: Option<String>,
     es_index_prefix: Option<String>,
+    group_id: Option<String>,
     rebuild_batch_size: Option<u32>,
     #[serde(default, deserialize_with = "elasticsearch_timeout")]
     elasticsearch_timeout: Option<Duration>,
@@ -693,5 +698,6 @@ fn fill<T>(setting: &mut T, from_file: Option<T>, given: &ArgMatches, id: &str) 
     }
 }
 
+mod query;
 #[cfg(test)]
 mod tests;

@@ -9,14 +9,17 @@ mod admin;
 pub mod cli;
 mod command_service;
 mod config;
+mod dead_letters;
 mod docs;
 mod gateway;
+mod query_service;
 mod rebuild;
 mod relay;
 mod serve;
 mod service;
 
-pub use cli::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
+pub use cli::{GatewayArgs, OidcArgs, QueryServiceArgs, ServeArgs, StoreArgs};
 pub use command_service::{CommandServiceArgs, command_service_router};
 pub use gateway::start_gateway;
+pub use query_service::QueryServiceApp;
 pub use serve::App;

@@ -40,8 +40,8 @@ pub(crate) async fn trusted_verifier(
         (None, None) => Err(crate::cli::UsageError(format!(
             "the {who} needs whose tokens to trust: --oidc-issuer with --oidc-audience \
              (ORDER_PLATFORM_OIDC_ISSUER, ORDER_PLATFORM_OIDC_AUDIENCE, or `oidc_issuer`, \
-             `oidc_audience` in the configuration file), or --data-dir of the `serve` whose \
-             built-in key signs them"
+             `oidc_audience` in the configuration file), or --data-dir (ORDER_PLATFORM_DATA_DIR, \
+             `data_dir`) of the `serve` whose built-in key signs them"
         ))
         .into()),
     }

@@ -63,9 +63,11 @@ mod client;
 mod doc;
 mod query;
 mod rebuild;
+mod stream;
 mod verify;
 
 pub use rebuild::{RebuildProgress, RebuildReport};
+pub use stream::{PartitionProgress, StreamOutcome};
 pub use verify::Differences;
 
 use async_trait::async_trait;
@@ -173,6 +175,13 @@ impl EsReadStore {
         };
         store
             .create_index(&store.meta.clone(), &meta_mapping())
+            .await?;
+        // A meta index created by older code lacks the fields added since (`dynamic:
+        // strict` refuses unknown ones): adding fields to a mapping is always allowed.
+        let path = format!("/{}/_mapping", store.meta);
+        store
+            .es
+            .ok(Method::PUT, &path, Some(&meta_mapping()["mappings"]))
             .await?;
         match store.current_index().await? {
             None => {
@@ -513,7 +522,12 @@ fn meta_mapping() -> Value {
             "properties": {
                 "position": { "type": "long" },
                 "covered": { "type": "long" },
-                "storeId": { "type": "keyword" }
+                "storeId": { "type": "keyword" },
+                // Progress of a Kafka partition (`stream.rs`).
+                "topic": { "type": "keyword" },
+                "partition": { "type": "integer" },
+                "offset": { "type": "long" },
+                "globalPosition": { "type": "long" }
             }
         }
     })

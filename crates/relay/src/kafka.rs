@@ -5,6 +5,7 @@
 //! rdkafka's transaction calls (`init_transactions`, `commit_transaction`, …) and its metadata
 //! and consumer calls block the calling thread, so they run on tokio's blocking pool.
 
+use crate::watermark::{Watermark, watermark_topic};
 use crate::{RelayConfig, RelayError};
 use order_event_store::{LogCursor, RecordedEvent, StoreId};
 use order_messaging::OrderEventEncoder;
@@ -48,32 +49,53 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| RelayError::Kafka(format!("a Kafka call panicked or was cancelled: {e}")))?
 }
 
-/// Creates the topic with the configured partitions unless it exists. Retention is unlimited:
-/// the topic is the relay's checkpoint, and consumers may replay it from the start.
+/// Creates the topic with the configured partitions unless it exists, and its watermark
+/// topic (one partition, compacted: only the latest watermark matters). Retention of the
+/// data topic is unlimited: it is the relay's checkpoint, and consumers may replay it from
+/// the start.
 pub async fn ensure_topic(config: &RelayConfig) -> Result<(), RelayError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap_servers)
-        .create()
-        .map_err(|e| kafka_error("creating the admin client", e))?;
-    let topic = NewTopic::new(
+    let data = NewTopic::new(
         &config.topic,
         config.partitions,
         TopicReplication::Fixed(config.replication_factor),
     )
     .set("retention.ms", "-1")
     .set("cleanup.policy", "delete");
+    let marks = watermark_topic(&config.topic);
+    let watermarks = NewTopic::new(
+        &marks,
+        1,
+        TopicReplication::Fixed(config.replication_factor),
+    )
+    .set("cleanup.policy", "compact");
+    create_topics(
+        &config.bootstrap_servers,
+        &[data, watermarks],
+        config.kafka_timeout,
+    )
+    .await
+}
+
+/// Creates `topics` unless they exist.
+pub async fn create_topics(
+    bootstrap: &str,
+    topics: &[NewTopic<'_>],
+    timeout: Duration,
+) -> Result<(), RelayError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| kafka_error("creating the admin client", e))?;
     let options = AdminOptions::new()
-        .operation_timeout(Some(config.kafka_timeout))
-        .request_timeout(Some(config.kafka_timeout));
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     let results = admin
-        .create_topics([&topic], &options)
+        .create_topics(topics, &options)
         .await
-        .map_err(|e| kafka_error(&format!("creating topic {}", config.topic), e))?;
+        .map_err(|e| kafka_error("creating topics", e))?;
     for result in results {
         match result {
-            Ok(_) => {
-                tracing::info!(topic = %config.topic, partitions = config.partitions, "created the topic")
-            }
+            Ok(name) => tracing::info!(topic = %name, "created the topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
                 return Err(RelayError::Kafka(format!("creating topic {name}: {code}")));
@@ -187,19 +209,31 @@ pub fn encode(
 }
 
 /// Publishes `batch` in one transaction: begin, send all, wait for every acknowledgement,
-/// commit. On any failure the transaction is aborted (best effort) and the error returned; the
+/// add the [`Watermark`] (position `through`, offsets `last_offsets` updated with the
+/// batch's), commit. On success `last_offsets` holds the offsets now committed. On any failure the transaction is aborted (best effort) and the error returned; the
 /// caller then recovers its cursor from the topic, since a commit whose answer was lost may
 /// still have succeeded.
 pub async fn publish(
     producer: &FutureProducer,
     topic: &str,
     batch: Vec<Outgoing>,
+    mark: &mut Watermark,
     timeout: Duration,
 ) -> Result<(), RelayError> {
     producer
         .begin_transaction()
         .map_err(|e| kafka_error("beginning a transaction", e))?;
-    let sent = send_all(producer, topic, batch, timeout).await;
+    let mut next = mark.clone();
+    let sent = match send_all(producer, topic, batch, timeout).await {
+        Ok(offsets) => {
+            for (partition, offset) in offsets {
+                let last = next.last_offsets.entry(partition).or_insert(offset);
+                *last = (*last).max(offset);
+            }
+            send_watermark(producer, topic, &next, timeout).await
+        }
+        Err(e) => Err(e),
+    };
     let outcome = match sent {
         Ok(()) => {
             let committing = producer.clone();
@@ -220,16 +254,38 @@ pub async fn publish(
                 .map_err(|e| kafka_error("aborting", e))
         })
         .await;
+    } else {
+        *mark = next;
     }
     outcome
 }
 
+/// Sends the watermark `mark` of `topic` (inside the open transaction) and waits for it.
+async fn send_watermark(
+    producer: &FutureProducer,
+    topic: &str,
+    mark: &Watermark,
+    timeout: Duration,
+) -> Result<(), RelayError> {
+    let marks = watermark_topic(topic);
+    let value = serde_json::to_vec(mark).map_err(|e| kafka_error("encoding the watermark", e))?;
+    let record = FutureRecord::to(&marks)
+        .key(mark.store_id.as_bytes())
+        .payload(&value);
+    match producer.send(record, timeout).await {
+        Ok(_) => Ok(()),
+        Err((e, _)) => Err(kafka_error(&format!("sending the watermark to {marks}"), e)),
+    }
+}
+
+/// Sends every message and waits for their acknowledgements; returns the highest offset
+/// acknowledged per partition.
 async fn send_all(
     producer: &FutureProducer,
     topic: &str,
     batch: Vec<Outgoing>,
     timeout: Duration,
-) -> Result<(), RelayError> {
+) -> Result<HashMap<i32, i64>, RelayError> {
     let mut deliveries = Vec::with_capacity(batch.len());
     for message in &batch {
         let mut record = FutureRecord::to(topic)
@@ -254,14 +310,18 @@ async fn send_all(
             }
         }
     }
+    let mut offsets: HashMap<i32, i64> = HashMap::new();
     for delivery in futures::future::join_all(deliveries).await {
         match delivery {
-            Ok(Ok(_)) => {}
+            Ok(Ok((partition, offset))) => {
+                let last = offsets.entry(partition).or_insert(offset);
+                *last = (*last).max(offset);
+            }
             Ok(Err((e, _))) => return Err(kafka_error("delivery", e)),
             Err(_) => return Err(RelayError::Kafka("a delivery was cancelled".into())),
         }
     }
-    Ok(())
+    Ok(offsets)
 }
 
 /// A committed message as read back from the topic (for the checkpoint scan and for tests).
@@ -403,6 +463,15 @@ pub async fn committed_cursor(
     config: &RelayConfig,
     store: StoreId,
 ) -> Result<LogCursor, RelayError> {
+    Ok(committed_tail(config, store).await?.0)
+}
+
+/// [`committed_cursor`], with the watermark of the committed tail: the cursor's position
+/// and the offset of the last committed message of every partition.
+pub async fn committed_tail(
+    config: &RelayConfig,
+    store: StoreId,
+) -> Result<(LogCursor, Watermark), RelayError> {
     let (bootstrap, topic, timeout) = (
         config.bootstrap_servers.clone(),
         config.topic.clone(),
@@ -411,6 +480,10 @@ pub async fn committed_cursor(
     blocking(move || {
         let consumer = read_committed_consumer(&bootstrap)?;
         let mut highest = 0;
+        let mut mark = Watermark {
+            store_id: store.0.to_string(),
+            ..Watermark::default()
+        };
         for partition in partitions(&consumer, &topic, timeout)? {
             let (low, high) = consumer
                 .fetch_watermarks(&topic, partition, timeout)
@@ -435,6 +508,7 @@ pub async fn committed_cursor(
                         });
                     }
                     highest = highest.max(last.position()?);
+                    mark.last_offsets.insert(partition, last.offset);
                     break;
                 }
                 if start <= low {
@@ -444,7 +518,8 @@ pub async fn committed_cursor(
             }
         }
         close_in_background(consumer);
-        Ok(LogCursor { position: highest })
+        mark.global_position = highest;
+        Ok((LogCursor { position: highest }, mark))
     })
     .await
 }

@@ -16,6 +16,10 @@
 //! ([`kafka::committed_cursor`] says why that is exact). A crash between a commit and anything
 //! else therefore loses nothing and repeats nothing.
 //!
+//! **Watermarks.** Each transaction also carries one record to `<topic>.watermarks`: the
+//! batch's last position and the last offset of every partition ([`watermark`]), which a
+//! query side fed through Kafka needs to honour consistency tokens.
+//!
 //! **Fencing.** The producer's `transactional.id` is fixed per store and topic
 //! ([`kafka::transactional_id`]): a relay that starts fences every earlier incarnation, whose
 //! commits then fail, and aborts the transaction it left open — before it scans the topic.
@@ -32,6 +36,7 @@
 
 pub mod kafka;
 pub mod lease;
+pub mod watermark;
 
 use async_trait::async_trait;
 use order_event_store::{Backlog, EventStore, LogCursor, StoreId};
@@ -328,7 +333,7 @@ impl Relay {
         let topic_ms = started.elapsed().as_millis() as u64;
         let producer = kafka::transactional_producer(&self.config, store).await?;
         let producer_ms = started.elapsed().as_millis() as u64;
-        let mut cursor = kafka::committed_cursor(&self.config, store).await?;
+        let (mut cursor, mut mark) = kafka::committed_tail(&self.config, store).await?;
         tracing::info!(
             position = cursor.position,
             schema_id,
@@ -338,6 +343,16 @@ impl Relay {
             scanned_ms = started.elapsed().as_millis() as u64,
             "resuming after the last committed event"
         );
+        // Announce what is already in the topic: a query side started after the last
+        // batch (or a topic older than its watermarks) learns it without waiting for one.
+        kafka::publish(
+            &producer,
+            &self.config.topic,
+            Vec::new(),
+            &mut mark,
+            self.config.kafka_timeout,
+        )
+        .await?;
         self.lock().cursor = Some(cursor);
         self.succeeded();
         *backoff = BACKOFF_START;
@@ -361,10 +376,12 @@ impl Relay {
                 continue;
             }
             let outgoing = kafka::encode(&batch.events, &encoder, store)?;
+            mark.global_position = batch.next.position;
             kafka::publish(
                 &producer,
                 &self.config.topic,
                 outgoing,
+                &mut mark,
                 self.config.kafka_timeout,
             )
             .await?;

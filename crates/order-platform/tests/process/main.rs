@@ -12,6 +12,7 @@ mod first_minutes;
 mod gateway;
 mod limits;
 mod oidc_startup;
+mod query_service;
 mod rebuild;
 mod restart;
 mod spawned;

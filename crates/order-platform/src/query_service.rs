@@ -1,0 +1,266 @@
+//! `order-platform query-service`: the query side of production (DESIGN §2, §6, §7).
+//!
+//! One process serves the query routes of `order-query-service` from the Elasticsearch
+//! read model (histories and past states straight from the PostgreSQL event store), and
+//! runs the Kafka projector that keeps that read model current (`order-kafka-projector`:
+//! a consumer group, so replicas share the partitions). Consistency tokens are honoured
+//! through the relay's watermarks (`WatermarkFreshness`). Admins list and replay dead
+//! letters at `/api/v1/admin/dead-letters`.
+//!
+//! PostgreSQL and Elasticsearch are waited for at start (with back-off, saying so in the
+//! log); Kafka and the registry are retried by the projector at start and later, and
+//! `/health/ready` names whichever is unreachable. SIGTERM stops accepting requests, lets
+//! those in flight finish, then stops the projector after its batch in hand is applied
+//! and committed.
+
+use crate::cli::{QueryServiceArgs, UsageError};
+use crate::dead_letters::{self, DeadLetterAdmin, required};
+use crate::serve::{EventStoreCheck, cannot_listen, serve_until_stopped};
+use crate::service::trusted_verifier;
+use anyhow::Context;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use order_auth::TokenVerifier;
+use order_event_store::{EventStore, PostgresEventStore};
+use order_http::{ApiError, ReadinessCheck, Verifier};
+use order_kafka_projector::{KafkaProjector, WatermarkFreshness};
+use order_query_service::QueryService;
+use order_read_model_es::EsReadStore;
+use sqlx::postgres::PgConnectOptions;
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How long the projector may take to finish its batch once the HTTP server stopped.
+const PROJECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_START: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A running query service: HTTP server, projector, lag watcher. What the subcommand runs
+/// and what tests start in their own process.
+pub struct QueryServiceApp {
+    addr: SocketAddr,
+    /// Set to `true` to stop (see [`QueryServiceApp::shutdown`]).
+    stop: watch::Sender<bool>,
+    projector: Arc<KafkaProjector>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl QueryServiceApp {
+    /// Checks the settings, waits for PostgreSQL and Elasticsearch, starts the projector
+    /// and listens. Returns once connections are accepted.
+    pub async fn start(args: QueryServiceArgs) -> anyhow::Result<QueryServiceApp> {
+        order_http::metrics_handle();
+        let (mut config, es) = dead_letters::settings(&args.kafka)?;
+        config.batch_size = args.batch_size as usize;
+        let url = required(
+            &args.database_url,
+            "database-url",
+            "ORDER_PLATFORM_DATABASE_URL",
+            "database_url",
+        )?;
+        let options = PgConnectOptions::from_str(&url).map_err(|e| {
+            UsageError(format!(
+                "--database-url (ORDER_PLATFORM_DATABASE_URL, `database_url`) is not a \
+                 PostgreSQL URL ({e}); use postgres://USER:PASSWORD@HOST:5432/DATABASE"
+            ))
+        })?;
+        let verifier =
+            trusted_verifier(&args.oidc, args.data_dir.as_deref(), "query service").await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| cannot_listen(args.listen, e))?;
+        let addr = listener.local_addr()?;
+        let events = patiently("the PostgreSQL event store", || {
+            PostgresEventStore::connect(options.clone(), 8)
+        })
+        .await;
+        let events: Arc<dyn EventStore> = Arc::new(events);
+        let read = Arc::new(patiently("Elasticsearch", || EsReadStore::open(es.clone())).await);
+        let projector = Arc::new(KafkaProjector::new(config.clone(), read.clone()));
+        let freshness = Arc::new(WatermarkFreshness::start(
+            &config.bootstrap_servers,
+            &config.topic,
+            events.store_id(),
+            read.clone(),
+        ));
+        let router = app(
+            &args,
+            verifier,
+            QueryService {
+                read: read.clone(),
+                events: events.clone(),
+                freshness,
+            },
+            DeadLetterAdmin {
+                config: config.clone(),
+                read,
+            },
+            &projector,
+        );
+
+        let (stop, mut stop_http) = watch::channel(false);
+        // The projector outlives the HTTP server: a draining request may wait for it.
+        let (stop_projector, projector_stop) = watch::channel(false);
+        let until_stopped = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let projector_task = tokio::spawn({
+            let projector = projector.clone();
+            let stopped = until_stopped(projector_stop.clone());
+            async move { projector.run(stopped).await }
+        });
+        let lag_task = tokio::spawn({
+            let stopped = until_stopped(projector_stop);
+            let health = projector.health().clone();
+            order_kafka_projector::health::watch_lag(config, health, stopped)
+        });
+        let deadline = args.shutdown_timeout;
+        let task = tokio::spawn(async move {
+            let stopping = async move {
+                let _ = stop_http.wait_for(|s| *s).await;
+            };
+            let served = serve_until_stopped(listener, router, stopping, deadline).await;
+            let _ = stop_projector.send(true);
+            if tokio::time::timeout(PROJECTOR_STOP_TIMEOUT, projector_task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the projector did not stop in time; exiting anyway");
+            }
+            let _ = lag_task.await;
+            served
+        });
+        Ok(QueryServiceApp {
+            addr,
+            stop,
+            projector,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn projector(&self) -> &Arc<KafkaProjector> {
+        &self.projector
+    }
+
+    /// Serves until `signal`, then shuts down gracefully.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = signal => {}
+            ended = &mut task => return joined(ended),
+        }
+        let _ = self.stop.send(true);
+        joined(task.await)
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.run_until(std::future::ready(())).await
+    }
+}
+
+impl Drop for QueryServiceApp {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
+}
+
+/// Calls `connect` until it succeeds, with back-off, logging each failure.
+async fn patiently<T, E, F, Fut>(what: &str, mut connect: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut pause = RETRY_START;
+    loop {
+        match connect().await {
+            Ok(value) => return value,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "cannot reach {what} yet; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// The HTTP application: queries, dead-letter admin, OpenAPI, operational endpoints.
+fn app(
+    args: &QueryServiceArgs,
+    verifier: Arc<dyn TokenVerifier>,
+    queries: QueryService,
+    admin: DeadLetterAdmin,
+    projector: &Arc<KafkaProjector>,
+) -> Router {
+    let events = queries.events.clone();
+    let (api, mut openapi) = order_query_service::router(queries)
+        .merge(dead_letters::router(admin))
+        .split_for_parts();
+    openapi.info.title = "Order Platform query service".into();
+    openapi.info.version = env!("CARGO_PKG_VERSION").into();
+    order_http::openapi::register(&mut openapi);
+    let openapi = Arc::new(order_http::openapi::to_json(&openapi));
+    let api = api.route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let doc = openapi.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    );
+    let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(EventStoreCheck(events))];
+    checks.extend(order_kafka_projector::checks::readiness_checks(projector));
+    let limits = order_http::Limits {
+        request_timeout: args.request_timeout,
+        max_in_flight: args.max_in_flight,
+    };
+    let routes = order_http::bounded(api, &limits)
+        .merge(order_http::operational_router(checks))
+        .fallback(|| async {
+            ApiError::not_found("route_not_found", "no such route; see /api/v1/openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(axum::Extension(Verifier(verifier)));
+    order_http::common_layers(routes, args.body_limit)
+}
+
+/// `order-platform query-service`, until Ctrl-C or SIGTERM.
+pub async fn query_service(args: QueryServiceArgs) -> anyhow::Result<()> {
+    crate::serve::init_logging();
+    let topic = args.kafka.topic.clone();
+    let app = QueryServiceApp::start(args)
+        .await
+        .context("starting the query service")?;
+    let address = app.addr();
+    let _ = writeln!(
+        std::io::stdout(),
+        "Order Platform query service listening on http://{address} (topic {topic})"
+    );
+    tracing::info!(%address, %topic, "query service listening");
+    app.run_until(crate::serve::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

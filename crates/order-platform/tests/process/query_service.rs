@@ -1,0 +1,264 @@
+//! `order-platform query-service` and `dead-letters` as processes: `--help` documents the
+//! options, a missing setting is a usage error (exit 2) naming flag, variable and key, and
+//! a configured service becomes ready, answers queries, and stops on SIGTERM.
+
+use crate::support::{TempDir, TestDatabase, order_platform};
+use crate::{KillOnDrop, run};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the dev stack and run `eval \"$(dev/stack env)\"`")
+    })
+}
+
+#[test]
+fn query_service_help_documents_every_option() {
+    let (ok, out, _) = run(&["query-service", "--help"]);
+    assert!(ok);
+    for option in [
+        "--database-url",
+        "--kafka-bootstrap-servers",
+        "--schema-registry-url",
+        "--elasticsearch-url",
+        "--es-index-prefix",
+        "--topic",
+        "--group-id",
+        "--batch-size",
+        "--data-dir",
+        "--oidc-issuer",
+        "--oidc-audience",
+        "--shutdown-timeout",
+        "ORDER_PLATFORM_ELASTICSEARCH_URL",
+        "ORDER_PLATFORM_GROUP_ID",
+    ] {
+        assert!(out.contains(option), "{option} missing from:\n{out}");
+    }
+    let (ok, out, _) = run(&["dead-letters", "--help"]);
+    assert!(ok);
+    assert!(out.contains("list") && out.contains("replay"), "{out}");
+}
+
+#[test]
+fn a_missing_setting_is_a_usage_error_that_names_it() {
+    let out = order_platform()
+        .args([
+            "query-service",
+            "--kafka-bootstrap-servers",
+            "127.0.0.1:1",
+            "--schema-registry-url",
+            "http://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for part in [
+        "--elasticsearch-url",
+        "ORDER_PLATFORM_ELASTICSEARCH_URL",
+        "`elasticsearch_url`",
+    ] {
+        assert!(stderr.contains(part), "{part} missing from: {stderr}");
+    }
+    let out = order_platform()
+        .args(["dead-letters", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--kafka-bootstrap-servers"), "{stderr}");
+    // Everything set but whose tokens to trust.
+    let out = order_platform()
+        .args([
+            "query-service",
+            "--kafka-bootstrap-servers",
+            "127.0.0.1:1",
+            "--schema-registry-url",
+            "http://127.0.0.1:1",
+            "--elasticsearch-url",
+            "http://127.0.0.1:1",
+            "--database-url",
+            "postgres://u:p@127.0.0.1:1/db",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--oidc-issuer") && stderr.contains("--data-dir"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
+    let db = TestDatabase::create().await;
+    let dir = TempDir::new("query-service-process");
+    let key = order_auth::LocalSigningKey::load_or_create(dir.path()).unwrap();
+    let topic = format!("order-events-qsp-{}", Uuid::new_v4().simple());
+    let prefix = format!("test-{}-", Uuid::new_v4().simple());
+    let bootstrap = env("KAFKA_BOOTSTRAP_SERVERS");
+    // The relay creates the topic in production; here nothing publishes.
+    order_relay::kafka::create_topics(
+        &bootstrap,
+        &[rdkafka::admin::NewTopic::new(
+            &topic,
+            2,
+            rdkafka::admin::TopicReplication::Fixed(1),
+        )],
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let mut child = KillOnDrop(
+        order_platform()
+            .args([
+                "query-service",
+                "--listen",
+                "127.0.0.1:0",
+                "--topic",
+                &topic,
+            ])
+            .args(["--es-index-prefix", &prefix, "--data-dir"])
+            .arg(dir.path())
+            .env("ORDER_PLATFORM_DATABASE_URL", &db.url)
+            .env("ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+            .env(
+                "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
+                env("SCHEMA_REGISTRY_URL"),
+            )
+            .env("ORDER_PLATFORM_ELASTICSEARCH_URL", env("ELASTICSEARCH_URL"))
+            .env("ORDER_PLATFORM_GROUP_ID", format!("{topic}-group"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let address = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = http
+            .get(format!("http://{address}/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        if ready.status().is_success() {
+            break;
+        }
+        let body = ready.text().await.unwrap_or_default();
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let token = key
+        .issue(
+            "a1",
+            &[order_auth::Role::Analyst],
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+        )
+        .unwrap();
+    let page: serde_json::Value = http
+        .get(format!("http://{address}/api/v1/orders"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"], serde_json::json!([]), "{page}");
+    let unauthenticated = http
+        .get(format!("http://{address}/api/v1/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // SIGTERM: a graceful stop, exit 0.
+    let pid = child.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running 30s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+
+    // The dead-letter list of a topic without any: nothing, exit 0.
+    let out = order_platform()
+        .args(["dead-letters", "list", "--topic", &topic])
+        .env("ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .env(
+            "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
+            env("SCHEMA_REGISTRY_URL"),
+        )
+        .env("ORDER_PLATFORM_ELASTICSEARCH_URL", env("ELASTICSEARCH_URL"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+    let dlq = format!("{topic}.dlq");
+    let _ = admin
+        .delete_topics(
+            &[topic.as_str(), dlq.as_str()],
+            &rdkafka::admin::AdminOptions::new(),
+        )
+        .await;
+    let es = env("ELASTICSEARCH_URL");
+    let rows: serde_json::Value = http
+        .get(format!("{es}/_cat/indices/{prefix}*?format=json&h=index"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or_default();
+    let names: Vec<&str> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["index"].as_str())
+        .collect();
+    if !names.is_empty() {
+        let _ = http
+            .delete(format!("{es}/{}", names.join(",")))
+            .send()
+            .await;
+    }
+}
