@@ -158,6 +158,11 @@ impl KafkaProjector {
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
+            // A replica that dies without leaving the group (SIGKILL, a lost node) holds its
+            // partitions until the broker gives up on it: 10 s instead of the default 45 s
+            // of stale reads. We have no GC pauses to ride out; heartbeats go every 2 s.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "2000")
             .create_with_context(Rebalances {
                 ownership,
                 health: self.health.clone(),
