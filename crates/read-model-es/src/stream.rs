@@ -18,8 +18,8 @@
 //! The query side's read-your-writes wait reads these documents (`progress`), so replicas
 //! sharing a consumer group answer consistently.
 
-use crate::client::failed;
 use crate::EsReadStore;
+use crate::client::failed;
 use order_domain::Order;
 use order_event_store::RecordedEvent;
 use order_read_model::ReadError;

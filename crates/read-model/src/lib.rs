@@ -26,6 +26,8 @@
 //! consistency token stands for has been applied.
 
 #[cfg(feature = "testsuite")]
+pub mod bench_log;
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 pub mod cursor;
 pub mod fold;
