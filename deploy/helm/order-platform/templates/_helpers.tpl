@@ -64,7 +64,9 @@ then the component's `env` on top. Called with (dict "root" $ "name" <component>
 {{- end -}}
 {{- if eq $name "query-service" -}}
 {{- $_ := set $cfg "ORDER_PLATFORM_ELASTICSEARCH_URL" (required "settings.elasticsearchUrl is required" $s.elasticsearchUrl) -}}
-{{- $_ := set $cfg "ORDER_PLATFORM_INDEX_PREFIX" $s.indexPrefix -}}
+{{- if $s.esIndexPrefix -}}
+{{- $_ := set $cfg "ORDER_PLATFORM_ES_INDEX_PREFIX" $s.esIndexPrefix -}}
+{{- end -}}
 {{- $_ := set $cfg "ORDER_PLATFORM_GROUP_ID" $s.groupId -}}
 {{- end -}}
 {{- if eq $name "gateway" -}}
