@@ -102,11 +102,18 @@ def promtool() -> Path:
 
 
 def binary(given: str | None) -> Path:
+    """The binary whose --help is the truth: given, or the debug build (a no-op in dev/test,
+    after cargo test and dev/api_fuzz built it)."""
     if given:
         return Path(given).resolve()
+    # dev/test's defaults: one shared target dir outside the clone, no incremental caches.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    env = dict(os.environ)
+    env.setdefault("CARGO_TARGET_DIR", str(cache / "order-platform" / "target"))
+    env.setdefault("CARGO_INCREMENTAL", "0")
     subprocess.run(["cargo", "build", "--locked", "-q", "-p", "order-platform", "--bin",
-                    "order-platform"], cwd=ROOT, check=True)
+                    "order-platform"], cwd=ROOT, check=True, env=env)
     meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"],
-                          cwd=ROOT, check=True, capture_output=True, text=True)
+                          cwd=ROOT, check=True, capture_output=True, text=True, env=env)
     return Path(json.loads(meta.stdout)["target_directory"]) / "debug" / "order-platform"
 
