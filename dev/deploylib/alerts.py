@@ -10,6 +10,10 @@ def check_alerts(results: Results) -> None:
     import yaml
     rules = ROOT / "deploy" / "prometheus" / "alerts.yml"
     results.check("alert rules: promtool check rules", output_problems(run([promtool(), "check", "rules", rules])))
+    # Each alert fires on the series it is written for, and not on healthy ones.
+    tests = rules.with_name("alerts_test.yml")
+    results.check("alert rules: promtool test rules (alerts_test.yml)",
+                  output_problems(run([promtool(), "test", "rules", tests.name], cwd=tests.parent)))
     emitted = set()
     for source in (ROOT / "crates").rglob("*.rs"):
         emitted |= set(re.findall(r'(?:counter|gauge|histogram)!\(\s*"(order_platform_[a-z0-9_]+)"',
