@@ -187,6 +187,10 @@ def check_compose(results: Results, helps: dict, bin_path: Path) -> None:
         return
     services = compose.get("services") or {}
     results.check("docker-compose.yml parses", [] if services else ["no services"])
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
+    tags = {str(s.get("image")) for s in services.values() if "build" in s}
+    results.check(f"docker-compose.yml: the image it builds is tagged with the Cargo version ({version})",
+                  [f"image: {t}" for t in sorted(tags) if t != f"order-platform:{version}"])
     for name, service in services.items():
         image = str(service.get("image", ""))
         if not (image.startswith("order-platform") or "build" in service):
