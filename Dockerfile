@@ -30,9 +30,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim AS runtime
 
-# Only what the binary loads at run time: librdkafka and the CA certificates for HTTPS
-# (OIDC issuer, Schema Registry, Elasticsearch). A fixed uid, so Kubernetes can check
-# runAsNonRoot against the image.
+# Only what the binary loads at run time: librdkafka, and the system CA certificates its
+# OpenSSL reads for TLS to Kafka. (The HTTP clients carry their own roots, webpki-roots: an
+# issuer, registry or Elasticsearch behind a private CA is not trusted through this store.)
+# A fixed uid, so Kubernetes can check runAsNonRoot against the image.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends librdkafka1 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
