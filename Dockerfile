@@ -31,8 +31,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim AS runtime
 
 # Only what the binary loads at run time: librdkafka, and the system CA certificates its
-# OpenSSL reads for TLS to Kafka. (The HTTP clients carry their own roots, webpki-roots: an
-# issuer, registry or Elasticsearch behind a private CA is not trusted through this store.)
+# OpenSSL would read for TLS to Kafka (no setting turns that on yet). The HTTP clients carry
+# their own roots (webpki-roots): a server behind a private CA is not trusted through this store.
 # A fixed uid, so Kubernetes can check runAsNonRoot against the image.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends librdkafka1 ca-certificates \
