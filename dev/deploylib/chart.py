@@ -123,11 +123,12 @@ def check_chart_env(results: Results, environment: str, objects: list[dict], hel
             if host not in ("0.0.0.0", "[::]") or port not in ports:
                 problems.append(f"ORDER_PLATFORM_LISTEN={listen}: must be 0.0.0.0:<containerPort> "
                                 f"({', '.join(sorted(ports))}); the defaults are loopback")
-            label = (f"chart ({environment}) {deploy['metadata']['name']}: variables of "
-                     f"`{subcommand}` (names and values)")
+            where = f"chart ({environment}) {deploy['metadata']['name']}"
+            label = f"{where}: variables of `{subcommand}` (names, values, required)"
             if helps.get(subcommand) is None:
-                results.skip(label + " read by the binary", f"it has no `{subcommand}` subcommand yet")
-                label = f"chart ({environment}) {deploy['metadata']['name']}: required settings of `{subcommand}`"
+                results.skip(f"{where}: names and values of `{subcommand}`'s variables",
+                             f"the binary has no `{subcommand}` subcommand yet")
+                label = f"{where}: required settings of `{subcommand}`"
             results.check(label, problems)
 
 

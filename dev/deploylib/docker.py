@@ -200,12 +200,13 @@ def check_compose(results: Results, helps: dict, bin_path: Path) -> None:
         env = service.get("environment") or {}
         if not isinstance(env, dict):
             env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
-        label = f"docker-compose.yml {name}: variables of `{subcommand}` (names and values)"
+        label = f"docker-compose.yml {name}: variables of `{subcommand}` (names, values, required)"
         problems = env_problems(subcommand, set(env), helps)
         if helps.get(subcommand) is not None and not problems:
             problems = value_problems(bin_path, subcommand, env)
         if helps.get(subcommand) is None:
-            results.skip(label + " read by the binary", f"it has no `{subcommand}` subcommand yet")
+            results.skip(f"docker-compose.yml {name}: names and values of `{subcommand}`'s variables",
+                         f"the binary has no `{subcommand}` subcommand yet")
             label = f"docker-compose.yml {name}: required settings of `{subcommand}`"
         results.check(label, problems)
 
