@@ -41,7 +41,9 @@ def helm() -> Path:
         if stamp.read_text().split()[0] == sha256(dest):
             return dest
         say(f"{dest} does not match its recorded SHA-256: building it again")
-    go = shutil.which("go")
+    # Go's own installer puts it in /usr/local/go, which is not always on PATH.
+    go = shutil.which("go") or next((g for g in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go")
+                                     if os.access(g, os.X_OK)), None)
     if not go:
         raise Failure("helm is built with Go (go install, from the Go module proxy) and `go` is "
                       "not on PATH: install Go (https://go.dev/dl/), or set HELM to a helm binary")
