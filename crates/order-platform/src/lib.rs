@@ -12,6 +12,7 @@ mod config;
 mod dead_letters;
 mod docs;
 mod gateway;
+mod projection_admin;
 mod query_service;
 mod rebuild;
 mod relay;

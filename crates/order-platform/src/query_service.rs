@@ -15,6 +15,7 @@
 
 use crate::cli::{QueryServiceArgs, UsageError};
 use crate::dead_letters::{self, DeadLetterAdmin, required};
+use crate::projection_admin::ProjectionAdmin;
 use crate::serve::{EventStoreCheck, cannot_listen, serve_until_stopped};
 use crate::service::trusted_verifier;
 use anyhow::Context;
@@ -100,8 +101,9 @@ impl QueryServiceApp {
             },
             DeadLetterAdmin {
                 config: config.clone(),
-                read,
+                read: read.clone(),
             },
+            ProjectionAdmin::new(events.clone(), read),
             &projector,
         );
 
@@ -202,17 +204,20 @@ where
     }
 }
 
-/// The HTTP application: queries, dead-letter admin, OpenAPI, operational endpoints.
+/// The HTTP application: queries, dead-letter and rebuild admin, OpenAPI, operational
+/// endpoints.
 fn app(
     args: &QueryServiceArgs,
     verifier: Arc<dyn TokenVerifier>,
     queries: QueryService,
     admin: DeadLetterAdmin,
+    projections: ProjectionAdmin,
     projector: &Arc<KafkaProjector>,
 ) -> Router {
     let events = queries.events.clone();
     let (api, mut openapi) = order_query_service::router(queries)
         .merge(dead_letters::router(admin))
+        .merge(crate::projection_admin::router(projections))
         .split_for_parts();
     openapi.info.title = "Order Platform query service".into();
     openapi.info.version = env!("CARGO_PKG_VERSION").into();

@@ -191,7 +191,7 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
         json!({"sku": "SKU-2", "productName": "Red kettle", "quantity": 1, "unitPrice": "10.00"});
     let (status, headers, _) = commands
         .call(
-            post,
+            post.clone(),
             &format!("/api/v1/orders/{id}/items"),
             &ops,
             &[],
@@ -299,6 +299,72 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
         .call(get.clone(), "/api/v1/admin/dead-letters", &ops, &[], None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A rebuild of the read model by an admin: the next index, the alias moved, the
+    // projector's later writes land in it.
+    let admin = token("root", Role::Admin);
+    let rebuild = "/api/v1/admin/projections/rebuild";
+    let (status, _, _) = queries.call(post.clone(), rebuild, &ops, &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, started) = queries.call(post.clone(), rebuild, &admin, &[], None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    assert_eq!(started["state"], "rebuilding");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (status, _, progress) = queries.call(get.clone(), rebuild, &admin, &[], None).await;
+        assert_eq!(status, StatusCode::OK, "{progress}");
+        if progress["state"] != "rebuilding" {
+            break progress;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rebuild still running: {progress}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["done"], 2, "{done}");
+    assert_eq!(done["newIndex"], format!("{prefix}orders_v2"), "{done}");
+    let (status, _, order) = queries
+        .call(
+            get.clone(),
+            &format!("/api/v1/orders/{id}"),
+            &ops,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, order["version"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+    let (status, headers, _) = commands
+        .call(
+            post.clone(),
+            &format!("/api/v1/orders/{id}/approve"),
+            &ops,
+            &[],
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let consistency = headers["x-consistency-token"].to_str().unwrap().to_string();
+    let (status, _, order) = queries
+        .call(
+            get.clone(),
+            &format!("/api/v1/orders/{id}"),
+            &ops,
+            &[
+                ("X-Consistency-Token", &consistency),
+                ("X-Consistency-Timeout-Ms", "30000"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, order["status"].clone()),
+        (StatusCode::OK, json!("APPROVED"))
+    );
 
     // Ready, with the projector's lag, and its counters in the metrics.
     let (status, _, ready) = queries
