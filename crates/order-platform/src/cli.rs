@@ -63,6 +63,8 @@ pub(crate) struct Cli {
 }
 
 #[derive(Subcommand)]
+// `CommandService` is named after the subcommand it is (`command-service`).
+#[allow(clippy::enum_variant_names)]
 pub(crate) enum Command {
     /// Run the whole platform in one process (the default).
     Serve(ServeArgs),
