@@ -417,5 +417,13 @@ mod tests {
             "the first one's wins"
         );
         assert!(a["components"]["schemas"]["B"].is_object());
+
+        // Every component section, including ones the first document lacks.
+        let mut c = serde_json::json!({"paths": {}, "components": {"schemas": {}}});
+        let d = serde_json::json!({"paths": {}, "components": {
+            "responses": {"NotFound": {}}, "parameters": {"IfMatch": {}}}});
+        merge(&mut c, &d);
+        assert!(c["components"]["responses"]["NotFound"].is_object(), "{c}");
+        assert!(c["components"]["parameters"]["IfMatch"].is_object(), "{c}");
     }
 }
