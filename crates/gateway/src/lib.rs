@@ -12,7 +12,9 @@
 //! 4. The rate limit of the caller (subject; anonymous or bad token: client
 //!    IP), [`ratelimit`]: `RateLimit-Limit`/`-Remaining`/`-Reset` on every
 //!    answer, 429 with `Retry-After` beyond the budget.
-//! 5. Routing: `GET`/`HEAD` to the query service, everything else to the
+//! 5. At most `max_in_flight` API requests at once; one more is a 503
+//!    `overloaded` at once (never queued), the operational endpoints aside.
+//! 6. Routing: `GET`/`HEAD` to the query service, everything else to the
 //!    command service ([`proxy`]), with a timeout per kind and retries for
 //!    idempotent requests only. An upstream that is down or too slow is a 503
 //!    problem with `Retry-After`, never a hang.
@@ -55,6 +57,10 @@ pub struct GatewayConfig {
     pub query_timeout: Duration,
     /// Retries of an idempotent request whose upstream could not be reached.
     pub retries: u32,
+    /// API requests forwarded at once; one more is refused at once (503
+    /// `overloaded`, never queued), so a slow service or a flood of requests
+    /// cannot pile up connections and memory here.
+    pub max_in_flight: usize,
     pub cors_origins: Vec<String>,
     /// Send `Strict-Transport-Security` (the gateway sits behind TLS).
     pub hsts: bool,
@@ -171,6 +177,13 @@ fn router(shared: Arc<Shared>, config: &GatewayConfig) -> Router {
         .route("/api/v1", any(forward))
         .route("/api/v1/{*rest}", any(forward))
         .with_state(shared.clone());
+    // The in-flight cap of every service. Its deadline only backs up the
+    // proxy's own per-kind deadlines (which answer first, `upstream_timeout`).
+    let limits = order_http::Limits {
+        request_timeout: config.command_timeout.max(config.query_timeout) + Duration::from_secs(5),
+        max_in_flight: config.max_in_flight,
+    };
+    let api = order_http::bounded(api, &limits);
     let cors = cors_layer(&config.cors_origins);
     let routes = api
         .merge(order_http::operational_router(checks))

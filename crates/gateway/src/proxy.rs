@@ -226,6 +226,7 @@ impl Upstreams {
             let other = fetch(self.0.command.clone()).await?;
             merge(&mut document, &other);
         }
+        describe_the_gateway(&mut document);
         let bytes = Bytes::from(serde_json::to_vec(&document).map_err(|e| e.to_string())?);
         *self.0.openapi.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), bytes.clone()));
@@ -253,6 +254,24 @@ fn merge(document: &mut serde_json::Value, other: &serde_json::Value) {
             }
             add(mine, theirs);
         }
+    }
+}
+
+/// Says in the document what the gateway itself may answer to any API
+/// request, besides what the services answer.
+fn describe_the_gateway(document: &mut serde_json::Value) {
+    const GATEWAY: &str = "Through the gateway, any API request may also be answered 429 \
+        `rate_limited` (see Retry-After and the RateLimit-Limit, -Remaining and -Reset headers \
+        on every answer), 503 `upstream_unavailable` or `upstream_timeout` (a service behind \
+        it is down or too slow; Retry-After), or 503 `overloaded` (the gateway is at its \
+        in-flight limit).";
+    let description = document["info"]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !description.contains(GATEWAY) {
+        document["info"]["description"] =
+            serde_json::Value::String(format!("{description}\n\n{GATEWAY}").trim().to_string());
     }
 }
 
@@ -417,5 +436,13 @@ mod tests {
             "the first one's wins"
         );
         assert!(a["components"]["schemas"]["B"].is_object());
+
+        // Every component section, including ones the first document lacks.
+        let mut c = serde_json::json!({"paths": {}, "components": {"schemas": {}}});
+        let d = serde_json::json!({"paths": {}, "components": {
+            "responses": {"NotFound": {}}, "parameters": {"IfMatch": {}}}});
+        merge(&mut c, &d);
+        assert!(c["components"]["responses"]["NotFound"].is_object(), "{c}");
+        assert!(c["components"]["parameters"]["IfMatch"].is_object(), "{c}");
     }
 }

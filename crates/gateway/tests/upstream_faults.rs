@@ -70,6 +70,15 @@ impl Upstream {
 }
 
 async fn gateway(upstream: &Upstream, timeout: Duration, retries: u32) -> Gateway {
+    gateway_with(upstream, timeout, retries, 512).await
+}
+
+async fn gateway_with(
+    upstream: &Upstream,
+    timeout: Duration,
+    retries: u32,
+    max_in_flight: usize,
+) -> Gateway {
     Gateway::start(GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         command_url: upstream.base.clone(),
@@ -82,6 +91,7 @@ async fn gateway(upstream: &Upstream, timeout: Duration, retries: u32) -> Gatewa
         command_timeout: timeout,
         query_timeout: timeout,
         retries,
+        max_in_flight,
         cors_origins: Vec::new(),
         hsts: false,
         pages: axum::Router::new(),
@@ -188,5 +198,42 @@ async fn a_silent_service_is_a_503_at_the_deadline_and_is_not_retried() {
             started.elapsed() < Duration::from_secs(20),
             "{what}: a hang"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_its_in_flight_cap_the_gateway_refuses_at_once() {
+    let upstream = Upstream::start(Behaviour::Silent).await;
+    let g = Arc::new(gateway_with(&upstream, Duration::from_secs(20), 0, 2).await);
+    // Two requests held by the silent service fill the slots.
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let g = g.clone();
+            tokio::spawn(async move { send(&g, reqwest::Method::GET, None).await })
+        })
+        .collect();
+    while upstream.attempts() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let (status, code, retry_after) = send(&g, reqwest::Method::GET, None).await;
+    assert_eq!((status, code.as_str()), (503, "overloaded"));
+    assert!(retry_after.is_some(), "Retry-After");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused, not queued"
+    );
+    assert_eq!(
+        upstream.attempts(),
+        2,
+        "the refused request never went upstream"
+    );
+    // The operational endpoints stay outside the cap.
+    let live = reqwest::get(format!("http://{}/health/live", g.addr()))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    for h in held {
+        h.abort();
     }
 }

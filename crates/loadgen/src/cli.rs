@@ -44,15 +44,15 @@ pub(crate) struct Args {
     /// Concurrent workers, each with at most one request in flight.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub(crate) concurrency: u32,
+    /// Send at most this many requests per second in total, evenly spaced
+    /// (a steady offered load, e.g. half the measured maximum), instead of as
+    /// fast as the workers can. Latency is timed from each request's send; keep
+    /// enough workers that none falls behind its schedule.
+    #[arg(long, value_name = "PER_SECOND", value_parser = parse_rate)]
+    pub(crate) rate: Option<f64>,
     /// Length of the measured phase (e.g. 20s, 500ms, 2m). Ignored with --requests.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub(crate) duration: Duration,
-    /// Steady load: at most this many commands per second in total, spread over
-    /// the workers (each starts a command on a fixed schedule; one that falls
-    /// behind starts the next at once). Default: as fast as answers come.
-    #[arg(long, value_name = "COMMANDS_PER_SECOND",
-        value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub(crate) rate: Option<u32>,
     /// Take the visibility samples during the measured phase, under the load,
     /// instead of after it on an idle system.
     #[arg(long)]
@@ -81,6 +81,16 @@ pub(crate) struct Args {
     #[arg(long, value_name = "LABEL")]
     pub(crate) markdown_row: Option<String>,
 }
+/// A positive number of requests per second.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "invalid rate {s:?}; use requests per second, e.g. 400"
+        )),
+    }
+}
+
 /// "20s", "500ms", "2m", "1h", or a bare number of seconds (may be fractional).
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

@@ -49,6 +49,10 @@ struct Plan {
     /// Request mode: measured requests handed out so far, and the limit.
     issued: AtomicU64,
     limit: Option<u64>,
+    /// With `--rate`: the first slot and the spacing of the shared schedule.
+    pace: Option<(Instant, Duration)>,
+    /// Slots of the schedule handed out so far (each worker takes the next).
+    slots: AtomicU64,
 }
 
 impl Plan {
@@ -69,6 +73,15 @@ impl Plan {
         }
         Some(true)
     }
+
+    /// With `--rate`, when the next request may be sent: the schedule's next
+    /// free slot, shared by every worker.
+    fn next_slot(&self) -> Option<Instant> {
+        let (first, spacing) = self.pace?;
+        let slot = self.slots.fetch_add(1, Ordering::Relaxed);
+        let offset = spacing.checked_mul(u32::try_from(slot).unwrap_or(u32::MAX))?;
+        Some(first + offset)
+    }
 }
 
 async fn worker(
@@ -76,15 +89,11 @@ async fn worker(
     plan: Arc<Plan>,
     scenario: Scenario,
     mut state: WorkerState,
-    pace: Option<Duration>,
 ) -> WorkerResult {
     let mut result = WorkerResult::default();
-    let mut next_start = Instant::now();
     loop {
-        if let Some(pace) = pace {
-            tokio::time::sleep_until(next_start.into()).await;
-            // Behind schedule: start now, and do not burst to catch up.
-            next_start = (next_start + pace).max(Instant::now());
+        if let Some(at) = plan.next_slot() {
+            tokio::time::sleep_until(at.into()).await;
         }
         let Some(measured) = plan.next(Instant::now()) else {
             break;
@@ -163,22 +172,14 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Summary> {
         },
         issued: AtomicU64::new(0),
         limit: args.requests,
+        pace: args
+            .rate
+            .map(|rate| (start, Duration::from_secs_f64(1.0 / rate))),
+        slots: AtomicU64::new(0),
     });
-    // Each worker's share of --rate, as the time between its starts.
-    let pace = args
-        .rate
-        .map(|rate| Duration::from_secs_f64(f64::from(args.concurrency) / f64::from(rate)));
     let handles: Vec<_> = states
         .into_iter()
-        .map(|state| {
-            tokio::spawn(worker(
-                api.clone(),
-                plan.clone(),
-                args.scenario,
-                state,
-                pace,
-            ))
-        })
+        .map(|state| tokio::spawn(worker(api.clone(), plan.clone(), args.scenario, state)))
         .collect();
     // Under load: the samples are taken while the workers run, from the start
     // of the measured phase.
@@ -261,6 +262,8 @@ mod tests {
             stop_at: None,
             issued: AtomicU64::new(0),
             limit: Some(2),
+            pace: None,
+            slots: AtomicU64::new(0),
         };
         assert_eq!(plan.next(now), Some(true));
         assert_eq!(plan.next(now), Some(true));
@@ -275,9 +278,26 @@ mod tests {
             stop_at: Some(now + Duration::from_secs(2)),
             issued: AtomicU64::new(0),
             limit: None,
+            pace: None,
+            slots: AtomicU64::new(0),
         };
         assert_eq!(plan.next(now), Some(false));
         assert_eq!(plan.next(now + Duration::from_millis(1500)), Some(true));
         assert_eq!(plan.next(now + Duration::from_secs(2)), None);
+    }
+
+    #[test]
+    fn a_paced_plan_hands_out_evenly_spaced_slots() {
+        let now = Instant::now();
+        let plan = Plan {
+            measure_from: now,
+            stop_at: None,
+            issued: AtomicU64::new(0),
+            limit: None,
+            pace: Some((now, Duration::from_millis(5))),
+            slots: AtomicU64::new(0),
+        };
+        let slots: Vec<Duration> = (0..3).map(|_| plan.next_slot().unwrap() - now).collect();
+        assert_eq!(slots, [0, 5, 10].map(Duration::from_millis));
     }
 }

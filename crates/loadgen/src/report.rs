@@ -31,6 +31,7 @@ pub(crate) fn to_json(args: &Args, s: &Summary) -> Value {
         "scenario": args.scenario.name(),
         "url": args.url,
         "concurrency": args.concurrency,
+        "ratePerSecond": args.rate,
         "durationSeconds": args.requests.is_none().then_some(args.duration.as_secs_f64()),
         "requestLimit": args.requests,
         "warmupSeconds": args.warmup.as_secs_f64(),

@@ -63,6 +63,8 @@ pub(crate) struct Cli {
 }
 
 #[derive(Subcommand)]
+// `CommandService` is named after the subcommand it is (`command-service`).
+#[allow(clippy::enum_variant_names)]
 pub(crate) enum Command {
     /// Run the whole platform in one process (the default).
     Serve(ServeArgs),
@@ -251,6 +253,12 @@ pub struct GatewayArgs {
     /// Idempotency-Key) whose service could not be reached.
     #[arg(long, env = "ORDER_PLATFORM_RETRIES", default_value_t = 2)]
     pub retries: u32,
+    /// Most API requests forwarded at once; one more is refused at once with
+    /// 503 `overloaded` and Retry-After (never queued). Higher than a service's
+    /// default: queries may wait up to 30 s for read-your-writes.
+    #[arg(long, env = "ORDER_PLATFORM_MAX_IN_FLIGHT", default_value_t = 1024,
+        value_parser = config::parse_max_in_flight, value_name = "N")]
+    pub max_in_flight: usize,
     /// A browser origin allowed by CORS (e.g. https://app.example.com). Repeat
     /// for several. None by default: no cross-origin browser access.
     #[arg(

@@ -471,6 +471,12 @@ impl FileConfig {
         );
         fill(&mut args.retries, self.retries, given, "retries");
         fill(
+            &mut args.max_in_flight,
+            self.max_in_flight,
+            given,
+            "max_in_flight",
+        );
+        fill(
             &mut args.cors_allow_origins,
             self.cors_allow_origins.clone(),
             given,

@@ -37,6 +37,7 @@ pub async fn start_gateway(args: GatewayArgs) -> anyhow::Result<Gateway> {
         command_timeout: args.command_timeout,
         query_timeout: args.query_timeout,
         retries: args.retries,
+        max_in_flight: args.max_in_flight,
         cors_origins: args.cors_allow_origins.clone(),
         hsts: args.hsts,
         pages: crate::docs::router(),

@@ -129,6 +129,11 @@ async fn the_gateway_routes_commands_and_queries_to_their_services_and_serves_it
         );
     }
     assert!(doc.json["components"]["schemas"]["Problem"].is_object());
+    let description = doc.json["info"]["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("rate_limited") && description.contains("upstream_timeout"),
+        "the gateway's own answers are described: {description}"
+    );
 
     let status = gateway.terminate(Duration::from_secs(25)).await;
     assert!(
