@@ -2,7 +2,9 @@
 //!
 //! - `GET`/`HEAD` go to the query service, everything else to the command
 //!   service, each with its own deadline (a query may wait up to 30 s for
-//!   read-your-writes; a command should not take that long).
+//!   read-your-writes; a command should not take that long). The admin routes
+//!   (`/api/v1/admin/…`: projection rebuild, dead letters) belong to the read
+//!   side, so they go to the query service whatever their method.
 //! - Request bodies are read whole, up to the body limit (413 beyond): they
 //!   are small, and a retry needs them again. Response bodies are streamed.
 //! - Retries: only for idempotent requests (`GET`/`HEAD`, or a command with an
@@ -100,7 +102,8 @@ impl Upstreams {
         let (parts, body) = request.into_parts();
         let is_query = matches!(parts.method, Method::GET | Method::HEAD);
         let idempotent = is_query || parts.headers.contains_key("idempotency-key");
-        let (base, timeout) = if is_query {
+        let read_side = is_query || parts.uri.path().starts_with("/api/v1/admin/");
+        let (base, timeout) = if read_side {
             (&inner.query, inner.query_timeout)
         } else {
             (&inner.command, inner.command_timeout)

@@ -237,3 +237,46 @@ async fn beyond_its_in_flight_cap_the_gateway_refuses_at_once() {
         h.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_go_to_the_command_service_queries_and_admin_routes_to_the_query_service() {
+    let command = Upstream::start(Behaviour::HangUp).await;
+    let query = Upstream::start(Behaviour::HangUp).await;
+    let g = Gateway::start(GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        command_url: command.base.clone(),
+        query_url: query.base.clone(),
+        verifier: Arc::new(OneToken),
+        budgets: Budgets::default(),
+        redis_url: None,
+        redis_prefix: "test".into(),
+        body_limit: 1024 * 1024,
+        command_timeout: Duration::from_secs(5),
+        query_timeout: Duration::from_secs(5),
+        retries: 0,
+        max_in_flight: 64,
+        cors_origins: Vec::new(),
+        hsts: false,
+        pages: axum::Router::new(),
+    })
+    .await
+    .expect("start the gateway");
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("http://{}{path}", g.addr()))
+            .bearer_auth("ops")
+            .json(&serde_json::json!({}))
+            .send()
+    };
+    call(reqwest::Method::POST, "/api/v1/orders").await.unwrap();
+    assert_eq!((command.attempts(), query.attempts()), (1, 0));
+    call(reqwest::Method::GET, "/api/v1/orders").await.unwrap();
+    assert_eq!((command.attempts(), query.attempts()), (1, 1));
+    call(reqwest::Method::POST, "/api/v1/admin/dead-letters/replay")
+        .await
+        .unwrap();
+    call(reqwest::Method::POST, "/api/v1/admin/projections/rebuild")
+        .await
+        .unwrap();
+    assert_eq!((command.attempts(), query.attempts()), (1, 3));
+}
