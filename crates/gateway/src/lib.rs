@@ -15,8 +15,9 @@
 //! 5. At most `max_in_flight` API requests at once; one more is a 503
 //!    `overloaded` at once (never queued), the operational endpoints aside.
 //! 6. Routing: `GET`/`HEAD` and the admin routes (`/api/v1/admin/…`, read
-//!    side) to the query service, everything else to the command service ([`proxy`]), with a timeout per kind and retries for
-//!    idempotent requests only. An upstream that is down or too slow is a 503
+//!    side) to the query service, everything else to the command service
+//!    ([`proxy`]), with a timeout per kind and retries for idempotent requests
+//!    only. An upstream that is down or too slow is a 503
 //!    problem with `Retry-After`, never a hang.
 //!
 //! No business rule lives here: the services check roles and ownership again
