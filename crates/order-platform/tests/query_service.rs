@@ -152,6 +152,7 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
     )
     .await
     .expect("the query service starts");
+    query.started().await;
     let commands = Http {
         client: reqwest::Client::new(),
         base: format!("http://{}", serve.addr()),

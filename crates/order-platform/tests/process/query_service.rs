@@ -262,3 +262,104 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
             .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_elasticsearch_is_unreachable_ready_names_it_and_the_api_answers_503() {
+    let db = TestDatabase::create().await;
+    let dir = TempDir::new("query-service-no-es");
+    order_auth::LocalSigningKey::load_or_create(dir.path()).unwrap();
+    let mut child = KillOnDrop(
+        order_platform()
+            .args(["query-service", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("ORDER_PLATFORM_DATABASE_URL", &db.url)
+            .env(
+                "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
+                env("KAFKA_BOOTSTRAP_SERVERS"),
+            )
+            .env(
+                "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
+                env("SCHEMA_REGISTRY_URL"),
+            )
+            // Nothing listens on port 1.
+            .env("ORDER_PLATFORM_ELASTICSEARCH_URL", "http://127.0.0.1:1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let address = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http
+            .get(format!("http://{address}/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        let checks = body["checks"].as_object().unwrap();
+        // PostgreSQL is reached first; then only Elasticsearch is awaited.
+        if !checks.contains_key("eventStore") {
+            assert_eq!(checks["elasticsearch"]["status"], "down", "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL never reached: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let live = http
+        .get(format!("http://{address}/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), reqwest::StatusCode::OK);
+    let api = http
+        .get(format!("http://{address}/api/v1/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let problem: serde_json::Value = api.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("elasticsearch"),
+        "{problem}"
+    );
+    // SIGTERM while still waiting: it stops, exit 0.
+    let pid = child.0.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running 30s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+}
