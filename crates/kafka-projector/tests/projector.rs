@@ -286,3 +286,56 @@ async fn a_document_version_only_moves_forward_under_redelivery() {
 fn consumed(status: &order_kafka_projector::ProjectorStatus) -> u64 {
     status.consumed
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_partitions_and_one_leaving_hands_over_without_loss() {
+    let mut fixture = Fixture::new().await;
+    let (log, ids) = history(45);
+    let mut config = fixture.config();
+    config.batch_size = 5;
+    let events = log.events.clone();
+    let (first, rest) = events.split_at(events.len() / 3);
+    let (second, third) = rest.split_at(rest.len() / 2);
+    fixture.publish(first, 10).await;
+    let a = fixture.start(config.clone());
+    let b = fixture.start(config.clone());
+    let (pa, pb) = (a.projector.clone(), b.projector.clone());
+    fixture
+        .eventually(WAIT, "both replicas hold partitions", || {
+            let (sa, sb) = (pa.health().status(), pb.health().status());
+            async move {
+                !sa.assigned_partitions.is_empty()
+                    && !sb.assigned_partitions.is_empty()
+                    && sa.assigned_partitions.len() + sb.assigned_partitions.len() == 3
+            }
+        })
+        .await;
+    fixture.publish(second, 10).await;
+    // One replica leaves while the second part flows: the other takes its partitions.
+    a.stop().await;
+    fixture.publish(third, 10).await;
+    fixture
+        .eventually(WAIT, "the remaining replica holds every partition", || {
+            let status = pb.health().status();
+            async move { status.assigned_partitions.len() == 3 }
+        })
+        .await;
+    let read = fixture.read.clone();
+    fixture
+        .eventually(WAIT, "every order projected", || {
+            caught_up(read.as_ref(), &log, &ids)
+        })
+        .await;
+    for id in &ids {
+        let want = log
+            .order(*id)
+            .map(|o| order_read_model::OrderView::from(&o));
+        assert_eq!(fixture.read.get(*id).await.unwrap(), want, "order {id}");
+    }
+    assert!(
+        dlq::list(&config).await.unwrap().is_empty(),
+        "no dead letters"
+    );
+    b.stop().await;
+    fixture.clean_up().await;
+}
