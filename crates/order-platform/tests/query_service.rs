@@ -300,6 +300,25 @@ async fn a_query_with_a_token_sees_the_write_through_kafka() {
         .call(get.clone(), "/api/v1/admin/dead-letters", &ops, &[], None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let replay = "/api/v1/admin/dead-letters/replay";
+    let (status, _, report) = queries
+        .call(
+            reqwest::Method::POST,
+            replay,
+            &token("root", Role::Admin),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["examined"].clone(), report["applied"].clone()),
+        (json!(0), json!(0))
+    );
+    let (status, _, _) = queries
+        .call(reqwest::Method::POST, replay, &ops, &[], None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Ready, with the projector's lag, and its counters in the metrics.
     let (status, _, ready) = queries

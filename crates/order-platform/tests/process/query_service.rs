@@ -227,6 +227,33 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    // And a replay of nothing: a summary that says so.
+    let out = order_platform()
+        .args([
+            "dead-letters",
+            "replay",
+            "--topic",
+            &topic,
+            "--es-index-prefix",
+            &prefix,
+        ])
+        .env("ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .env(
+            "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
+            env("SCHEMA_REGISTRY_URL"),
+        )
+        .env("ORDER_PLATFORM_ELASTICSEARCH_URL", env("ELASTICSEARCH_URL"))
+        .env("ORDER_PLATFORM_GROUP_ID", format!("{topic}-group"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["examined"], 0, "{summary}");
+    assert_eq!(summary["stillFailing"], serde_json::json!([]), "{summary}");
 
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         rdkafka::config::ClientConfig::new()
