@@ -339,3 +339,39 @@ async fn two_replicas_share_the_partitions_and_one_leaving_hands_over_without_lo
     b.stop().await;
     fixture.clean_up().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_registry_unreachable_nothing_is_committed_nor_dead_lettered() {
+    let mut fixture = Fixture::new().await;
+    let (log, ids) = history(4);
+    fixture.publish(&log.events, 100).await;
+    let mut config = fixture.config();
+    // Nothing listens on port 1: every writer schema lookup fails.
+    config.schema_registry_url = "http://127.0.0.1:1/apis/ccompat/v7".into();
+    let running = fixture.start(config.clone());
+    let projector = running.projector.clone();
+    fixture
+        .eventually(WAIT, "the projector reports the registry failing", || {
+            let failing = projector.health().status().failing_on;
+            async move { failing == Some(Dependency::SchemaRegistry) }
+        })
+        .await;
+    let asking = config.clone();
+    let committed = tokio::task::spawn_blocking(move || committed_offsets(&asking))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(committed.is_empty(), "nothing committed: {committed:?}");
+    assert!(dlq::list(&config).await.unwrap().is_empty(), "not poison");
+    running.stop().await;
+    // The registry is back: the same group applies everything.
+    let running = fixture.start(fixture.config());
+    let read = fixture.read.clone();
+    fixture
+        .eventually(WAIT, "every order projected", || {
+            caught_up(read.as_ref(), &log, &ids)
+        })
+        .await;
+    running.stop().await;
+    fixture.clean_up().await;
+}
