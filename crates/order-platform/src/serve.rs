@@ -425,41 +425,7 @@ fn app(
     });
     let admin = crate::admin::router(projector.clone());
     let (api, mut openapi) = commands.merge(queries).merge(admin).split_for_parts();
-    openapi.info.title = "Order Platform API".into();
-    openapi.info.version = env!("CARGO_PKG_VERSION").into();
-    // Ours, not the defaults utoipa-axum fills in from its own Cargo manifest
-    // (its authors as contact, its dual licence).
-    openapi.info.contact = Some(
-        ContactBuilder::new()
-            .name(Some("Order Platform maintainers"))
-            .build(),
-    );
-    openapi.info.license = Some(
-        LicenseBuilder::new()
-            .name(env!("CARGO_PKG_LICENSE"))
-            .identifier(Some(env!("CARGO_PKG_LICENSE")))
-            .build(),
-    );
-    openapi.info.description = Some(
-        "Event-sourced order management. Errors are RFC 9457 problem documents. \
-         Any API request may also be answered 503 with code `overloaded` (the server \
-         is at its in-flight limit; see Retry-After) or `request_timeout` (it ran past \
-         the server's request timeout)."
-            .into(),
-    );
-    openapi
-        .components
-        .get_or_insert_with(Default::default)
-        .add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    order_http::openapi::register(&mut openapi);
+    describe_api(&mut openapi);
     let openapi = Arc::new(order_http::openapi::to_json(&openapi));
 
     let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
@@ -496,6 +462,47 @@ fn app(
         })
         .layer(axum::Extension(Verifier(verifier)));
     order_http::common_layers(routes, args.body_limit)
+}
+
+/// Completes the OpenAPI document of the routes a service serves: title, version,
+/// contact, licence, description, the bearer scheme and the shared components. Every
+/// service's document says the same, so the gateway's merge of them is whole.
+pub(crate) fn describe_api(openapi: &mut utoipa::openapi::OpenApi) {
+    openapi.info.title = "Order Platform API".into();
+    openapi.info.version = env!("CARGO_PKG_VERSION").into();
+    // Ours, not the defaults utoipa-axum fills in from its own Cargo manifest
+    // (its authors as contact, its dual licence).
+    openapi.info.contact = Some(
+        ContactBuilder::new()
+            .name(Some("Order Platform maintainers"))
+            .build(),
+    );
+    openapi.info.license = Some(
+        LicenseBuilder::new()
+            .name(env!("CARGO_PKG_LICENSE"))
+            .identifier(Some(env!("CARGO_PKG_LICENSE")))
+            .build(),
+    );
+    openapi.info.description = Some(
+        "Event-sourced order management. Errors are RFC 9457 problem documents. \
+         Any API request may also be answered 503 with code `overloaded` (the server \
+         is at its in-flight limit; see Retry-After) or `request_timeout` (it ran past \
+         the server's request timeout)."
+            .into(),
+    );
+    openapi
+        .components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    order_http::openapi::register(openapi);
 }
 
 pub(crate) struct EventStoreCheck(pub(crate) Arc<dyn EventStore>);

@@ -256,9 +256,7 @@ fn app(
     let (api, mut openapi) = order_query_service::router(queries)
         .merge(dead_letters::router(admin))
         .split_for_parts();
-    openapi.info.title = "Order Platform query service".into();
-    openapi.info.version = env!("CARGO_PKG_VERSION").into();
-    order_http::openapi::register(&mut openapi);
+    crate::serve::describe_api(&mut openapi);
     let openapi = Arc::new(order_http::openapi::to_json(&openapi));
     let api = api.route(
         "/api/v1/openapi.json",

@@ -184,6 +184,23 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(page["items"], serde_json::json!([]), "{page}");
+    // Its OpenAPI document (what the gateway merges) has the dead-letter routes.
+    let doc: serde_json::Value = http
+        .get(format!("http://{address}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/admin/dead-letters",
+        "/api/v1/admin/dead-letters/replay",
+        "/api/v1/orders",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let unauthenticated = http
         .get(format!("http://{address}/api/v1/orders"))
         .send()
