@@ -26,6 +26,7 @@ use order_event_store::{EventStore, PostgresEventStore};
 use order_http::{ApiError, ReadinessCheck, Verifier};
 use order_kafka_projector::{KafkaProjector, ProjectorConfig, WatermarkFreshness};
 use order_query_service::QueryService;
+use order_read_model::ReadStore;
 use order_read_model_es::EsReadStore;
 use sqlx::postgres::PgConnectOptions;
 use starting::Phase;
@@ -106,8 +107,17 @@ impl QueryServiceApp {
                 })
                 .await;
                 let events: Arc<dyn EventStore> = Arc::new(events);
+                // The read model must have been built from this store (a token or a
+                // history of another store would not match its documents): until it
+                // is, the service stays unready and `/health/ready` says why.
+                let store = events.store_id();
                 let read = Arc::new(
-                    patiently(&phase, ELASTICSEARCH, || EsReadStore::open(es.clone())).await,
+                    patiently(&phase, ELASTICSEARCH, || async {
+                        let read = EsReadStore::open(es.clone()).await?;
+                        read.bind_store(store).await?;
+                        Ok::<_, order_read_model::ReadError>(read)
+                    })
+                    .await,
                 );
                 let projector = Arc::new(KafkaProjector::new(config.clone(), read.clone()));
                 let freshness = Arc::new(WatermarkFreshness::start(

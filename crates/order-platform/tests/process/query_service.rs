@@ -113,44 +113,28 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
     )
     .await
     .unwrap();
-    let mut child = KillOnDrop(
-        order_platform()
-            .args([
-                "query-service",
-                "--listen",
-                "127.0.0.1:0",
-                "--topic",
-                &topic,
-            ])
-            .args(["--es-index-prefix", &prefix, "--data-dir"])
-            .arg(dir.path())
-            .env("ORDER_PLATFORM_DATABASE_URL", &db.url)
-            .env("ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-            .env(
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let (mut child, address) = spawn_query_service(
+        &[
+            "--topic",
+            &topic,
+            "--es-index-prefix",
+            &prefix,
+            "--data-dir",
+            &data_dir,
+        ],
+        &[
+            ("ORDER_PLATFORM_DATABASE_URL", db.url.clone()),
+            ("ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
+            (
                 "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
                 env("SCHEMA_REGISTRY_URL"),
-            )
-            .env("ORDER_PLATFORM_ELASTICSEARCH_URL", env("ELASTICSEARCH_URL"))
-            .env("ORDER_PLATFORM_GROUP_ID", format!("{topic}-group"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let banner = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let address = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
+            ),
+            ("ORDER_PLATFORM_ELASTICSEARCH_URL", env("ELASTICSEARCH_URL")),
+            ("ORDER_PLATFORM_GROUP_ID", format!("{topic}-group")),
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -312,40 +296,27 @@ async fn while_elasticsearch_is_unreachable_ready_names_it_and_the_api_answers_5
     let db = TestDatabase::create().await;
     let dir = TempDir::new("query-service-no-es");
     order_auth::LocalSigningKey::load_or_create(dir.path()).unwrap();
-    let mut child = KillOnDrop(
-        order_platform()
-            .args(["query-service", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("ORDER_PLATFORM_DATABASE_URL", &db.url)
-            .env(
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let (mut child, address) = spawn_query_service(
+        &["--data-dir", &data_dir],
+        &[
+            ("ORDER_PLATFORM_DATABASE_URL", db.url.clone()),
+            (
                 "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
                 env("KAFKA_BOOTSTRAP_SERVERS"),
-            )
-            .env(
+            ),
+            (
                 "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
                 env("SCHEMA_REGISTRY_URL"),
-            )
+            ),
             // Nothing listens on port 1.
-            .env("ORDER_PLATFORM_ELASTICSEARCH_URL", "http://127.0.0.1:1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let banner = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let address = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
+            (
+                "ORDER_PLATFORM_ELASTICSEARCH_URL",
+                "http://127.0.0.1:1".into(),
+            ),
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -406,4 +377,100 @@ async fn while_elasticsearch_is_unreachable_ready_names_it_and_the_api_answers_5
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "{status}");
+}
+
+/// Spawns `query-service` with `extra` arguments and returns it with its address.
+async fn spawn_query_service(extra: &[&str], envs: &[(&str, String)]) -> (KillOnDrop, String) {
+    let mut command = order_platform();
+    command
+        .args(["query-service", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let mut child = KillOnDrop(command.spawn().unwrap());
+    let stdout = child.0.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let address = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    (child, address)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_of_another_store_keeps_it_unready_and_says_so() {
+    let db = TestDatabase::create().await;
+    let dir = TempDir::new("query-service-other-store");
+    order_auth::LocalSigningKey::load_or_create(dir.path()).unwrap();
+    let prefix = format!("test-{}-", Uuid::new_v4().simple());
+    let mut es = order_read_model_es::EsConfig::new(env("ELASTICSEARCH_URL"));
+    es.prefix = prefix.clone();
+    let other = order_read_model_es::EsReadStore::open(es).await.unwrap();
+    use order_read_model::ReadStore as _;
+    other
+        .bind_store(order_event_store::StoreId(Uuid::new_v4()))
+        .await
+        .unwrap();
+    let data_dir = dir.path().to_str().unwrap().to_string();
+    let (_child, address) = spawn_query_service(
+        &["--data-dir", &data_dir, "--es-index-prefix", &prefix],
+        &[
+            ("ORDER_PLATFORM_DATABASE_URL", db.url.clone()),
+            (
+                "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
+                env("KAFKA_BOOTSTRAP_SERVERS"),
+            ),
+            (
+                "ORDER_PLATFORM_SCHEMA_REGISTRY_URL",
+                env("SCHEMA_REGISTRY_URL"),
+            ),
+            ("ORDER_PLATFORM_ELASTICSEARCH_URL", env("ELASTICSEARCH_URL")),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http
+            .get(format!("http://{address}/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        let reason = body["checks"]["elasticsearch"]["reason"]
+            .as_str()
+            .unwrap_or_default();
+        if reason.contains("built from event store") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never named the other store: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<String> = other
+        .versioned_indices()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, name)| name)
+        .chain([format!("{prefix}orders_meta")])
+        .collect();
+    let _ = http
+        .delete(format!("{}/{}", env("ELASTICSEARCH_URL"), names.join(",")))
+        .send()
+        .await;
 }
