@@ -235,7 +235,7 @@ pub struct DeadLetter {
     pub failed_at: Option<String>,
     /// The message key (the order id), as text.
     pub key: Option<String>,
-    /// From the original message's headers, when it had them.
+    /// From the original message's headers, or else its value when it decodes.
     pub event_type: Option<String>,
     pub event_id: Option<String>,
     pub version: Option<u64>,
@@ -273,5 +273,20 @@ pub async fn list(config: &ProjectorConfig) -> Result<Vec<DeadLetter>, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    Ok(read.iter().map(DeadLetter::from_committed).collect())
+    // Letters without the relay's headers (hand-made messages): whatever their value says.
+    let mut decoder = crate::decode::MessageDecoder::new(&config.schema_registry_url).ok();
+    let mut letters = Vec::with_capacity(read.len());
+    for message in &read {
+        let mut letter = DeadLetter::from_committed(message);
+        if letter.event_type.is_none()
+            && let Some(decoder) = decoder.as_mut()
+            && let Ok(event) = decoder.decode(message.value.as_deref(), None).await
+        {
+            letter.event_type = Some(event.event_type);
+            letter.event_id = Some(event.event_id.to_string());
+            letter.version = Some(event.version);
+        }
+        letters.push(letter);
+    }
+    Ok(letters)
 }

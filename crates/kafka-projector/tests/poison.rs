@@ -54,7 +54,11 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
         .produce_raw(0, &gappy.to_string(), &unknown_id, None)
         .await;
     fixture.produce_event(0, &gappy_events[2]).await;
-    fixture.produce_event(0, &gappy_events[3]).await;
+    // Without the relay's headers: the list reads type and version from the value.
+    let bare = fixture.message(&gappy_events[3]).value;
+    fixture
+        .produce_raw(0, &gappy.to_string(), &bare, None)
+        .await;
     fixture.produce_event(0, &good_events[0]).await;
 
     let running = fixture.start(fixture.config());
@@ -123,7 +127,13 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
         reason(&letters[3])
     );
     assert_eq!(letters[2].version, Some(3));
+    assert_eq!(
+        (letters[0].event_type.as_ref(), letters[0].version),
+        (None, None)
+    );
     assert_eq!(letters[2].event_type.as_deref(), Some("ItemAdded"));
+    assert_eq!(letters[3].event_type.as_deref(), Some("ItemAdded"));
+    assert_eq!(letters[3].version, Some(4));
     // The original bytes and headers travel with the letter.
     let raw = read_all_committed(
         &fixture.bootstrap,
