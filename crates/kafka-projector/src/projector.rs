@@ -215,6 +215,7 @@ impl KafkaProjector {
                 tokio::select! {
                     biased;
                     () = shutdown.as_mut() => {
+                        drop(session);
                         close(consumer);
                         return Ok(Ended::Shutdown);
                     }
@@ -223,12 +224,14 @@ impl KafkaProjector {
                 retry = (retry * 2).min(BACKOFF_MAX);
             }
         };
+        drop(session);
         close(consumer);
         Ok(ended)
     }
 }
 
-/// Leaves the group (a blocking close) off the async threads.
+/// Leaves the group (a blocking close) off the async threads: the caller hands over the
+/// last reference.
 fn close(consumer: Arc<Kafka>) {
     std::thread::spawn(move || {
         consumer.unsubscribe();
