@@ -121,31 +121,28 @@ impl DeadLetterProducer {
             )
             .create()
             .map_err(|e| format!("creating the dead-letter producer: {e}"))?;
-        let source = config.topic.clone();
-        let timeout = config.kafka_timeout;
-        let asking = producer.clone();
-        let partitions = tokio::task::spawn_blocking(move || {
-            let metadata = asking
-                .client()
-                .fetch_metadata(Some(&source), timeout)
-                .map_err(|e| format!("reading the metadata of {source}: {e}"))?;
-            Ok::<_, String>(
-                metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == source)
-                    .map_or(0, |t| t.partitions().len() as i32),
-            )
-        })
-        .await
-        .map_err(|e| e.to_string())??
-        .max(1);
+        let source = partition_count(&producer, &config.topic, config.kafka_timeout).await?;
+        if source == 0 {
+            return Err(format!(
+                "topic {} does not exist yet (the relay creates it)",
+                config.topic
+            ));
+        }
         let topic = dlq_topic(&config.topic);
-        let new =
-            NewTopic::new(&topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+        let new = NewTopic::new(
+            &topic,
+            source,
+            TopicReplication::Fixed(config.replication_factor),
+        )
+        .set("retention.ms", "-1");
         create_topics(&config.bootstrap_servers, &[new], config.kafka_timeout)
             .await
             .map_err(|e| e.to_string())?;
+        // An existing dead-letter topic keeps its own count: write only to partitions it has.
+        let partitions = partition_count(&producer, &topic, config.kafka_timeout)
+            .await?
+            .max(1);
+        let timeout = config.kafka_timeout;
         Ok(DeadLetterProducer {
             producer,
             topic,
@@ -201,6 +198,29 @@ impl DeadLetterProducer {
     }
 }
 
+/// The partitions of `topic` (0 when it does not exist), from the metadata. Blocking
+/// call, run off the async threads.
+async fn partition_count(
+    producer: &FutureProducer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, String> {
+    let (asking, topic) = (producer.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let metadata = asking
+            .client()
+            .fetch_metadata(Some(&topic), timeout)
+            .map_err(|e| format!("reading the metadata of {topic}: {e}"))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map_or(0, |t| t.partitions().len() as i32))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// One dead letter as `dead-letters list` prints it.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -215,7 +235,7 @@ pub struct DeadLetter {
     pub failed_at: Option<String>,
     /// The message key (the order id), as text.
     pub key: Option<String>,
-    /// From the original message's headers, when it had them.
+    /// From the original message's headers, or else its value when it decodes.
     pub event_type: Option<String>,
     pub event_id: Option<String>,
     pub version: Option<u64>,
@@ -253,5 +273,20 @@ pub async fn list(config: &ProjectorConfig) -> Result<Vec<DeadLetter>, String> {
     )
     .await
     .map_err(|e| e.to_string())?;
-    Ok(read.iter().map(DeadLetter::from_committed).collect())
+    // Letters without the relay's headers (hand-made messages): whatever their value says.
+    let mut decoder = crate::decode::MessageDecoder::new(&config.schema_registry_url).ok();
+    let mut letters = Vec::with_capacity(read.len());
+    for message in &read {
+        let mut letter = DeadLetter::from_committed(message);
+        if letter.event_type.is_none()
+            && let Some(decoder) = decoder.as_mut()
+            && let Ok(event) = decoder.decode(message.value.as_deref(), None).await
+        {
+            letter.event_type = Some(event.event_type);
+            letter.event_id = Some(event.event_id.to_string());
+            letter.version = Some(event.version);
+        }
+        letters.push(letter);
+    }
+    Ok(letters)
 }

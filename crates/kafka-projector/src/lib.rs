@@ -60,6 +60,8 @@ pub struct ProjectorConfig {
     pub batch_wait: Duration,
     /// Deadline of Kafka calls (metadata, dead letters, reading the dead-letter topic).
     pub kafka_timeout: Duration,
+    /// Replication factor of the dead-letter topic, when the projector creates it.
+    pub replication_factor: i32,
 }
 
 impl ProjectorConfig {
@@ -72,6 +74,7 @@ impl ProjectorConfig {
             batch_size: 500,
             batch_wait: Duration::from_millis(5),
             kafka_timeout: Duration::from_secs(30),
+            replication_factor: 1,
         }
     }
 }

@@ -86,6 +86,10 @@ impl ConsumerContext for Rebalances {
 
 type Kafka = StreamConsumer<Rebalances>;
 
+/// How long without a message before positions past trailing transaction markers are
+/// committed.
+const IDLE_COMMIT: Duration = Duration::from_secs(1);
+
 /// How a session ended.
 enum Ended {
     Shutdown,
@@ -189,6 +193,7 @@ impl KafkaProjector {
             consumer: consumer.clone(),
             ownership,
             dlq,
+            committed: Mutex::new(BTreeMap::new()),
         };
         self.health.succeeded();
         *backoff = BACKOFF_START;
@@ -199,6 +204,7 @@ impl KafkaProjector {
                 batch = session.collect() => batch,
             };
             if batch.is_empty() {
+                session.commit(&BTreeMap::new()).await;
                 continue;
             }
             let mut retry = BACKOFF_START;
@@ -214,6 +220,7 @@ impl KafkaProjector {
                 tokio::select! {
                     biased;
                     () = shutdown.as_mut() => {
+                        drop(session);
                         close(consumer);
                         return Ok(Ended::Shutdown);
                     }
@@ -222,12 +229,14 @@ impl KafkaProjector {
                 retry = (retry * 2).min(BACKOFF_MAX);
             }
         };
+        drop(session);
         close(consumer);
         Ok(ended)
     }
 }
 
-/// Leaves the group (a blocking close) off the async threads.
+/// Leaves the group (a blocking close) off the async threads: the caller hands over the
+/// last reference.
 fn close(consumer: Arc<Kafka>) {
     std::thread::spawn(move || {
         consumer.unsubscribe();
@@ -241,6 +250,9 @@ struct Session<'a> {
     consumer: Arc<Kafka>,
     ownership: Arc<Ownership>,
     dlq: DeadLetterProducer,
+    /// The offset this session last committed per partition; an idle commit only
+    /// moves past it (a partition never committed by this session is left alone).
+    committed: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl Session<'_> {
@@ -250,7 +262,9 @@ impl Session<'_> {
         let config = &self.projector.config;
         locked(&self.ownership.revoked).clear();
         let mut batch = Vec::new();
-        let first = self.consumer.recv().await;
+        let Ok(first) = tokio::time::timeout(IDLE_COMMIT, self.consumer.recv()).await else {
+            return batch; // idle: the caller commits positions past trailing markers
+        };
         match first {
             Ok(message) => batch.push(Incoming::from_message(&message)),
             Err(e) => {
@@ -383,8 +397,9 @@ impl Session<'_> {
     }
 
     /// Commits the next offset of each partition still owned and not revoked during the
-    /// batch. A failed commit is only logged: the batch is applied, and redelivering it
-    /// is harmless.
+    /// batch (with none, when idle: the positions that moved past transaction markers
+    /// since, so the lag reads 0). A failed commit is only logged: the batch is applied,
+    /// and redelivering it is harmless.
     async fn commit(&self, reached: &BTreeMap<i32, PartitionProgress>) {
         let topic = &self.projector.config.topic;
         // The consumer's position is past the transaction markers and aborted messages
@@ -395,6 +410,21 @@ impl Session<'_> {
         {
             let assigned = locked(&self.ownership.assigned);
             let revoked = locked(&self.ownership.revoked);
+            let mut committed = locked(&self.committed);
+            if reached.is_empty() {
+                // Idle: every message before a partition's position was processed (and
+                // its batch committed); what lies between is markers or aborted data.
+                for partition in assigned.iter().filter(|p| !revoked.contains(p)) {
+                    if let Some(Offset::Offset(at)) = positions
+                        .find_partition(topic, *partition)
+                        .map(|e| e.offset())
+                        && committed.get(partition).is_some_and(|c| at > *c)
+                    {
+                        let _ = list.add_partition_offset(topic, *partition, Offset::Offset(at));
+                        committed.insert(*partition, at);
+                    }
+                }
+            }
             for (partition, progress) in reached {
                 if assigned.contains(partition) && !revoked.contains(partition) {
                     let next = match positions
@@ -405,6 +435,7 @@ impl Session<'_> {
                         _ => progress.offset + 1,
                     };
                     let _ = list.add_partition_offset(topic, *partition, Offset::Offset(next));
+                    committed.insert(*partition, next);
                 }
             }
         }

@@ -54,7 +54,11 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
         .produce_raw(0, &gappy.to_string(), &unknown_id, None)
         .await;
     fixture.produce_event(0, &gappy_events[2]).await;
-    fixture.produce_event(0, &gappy_events[3]).await;
+    // Without the relay's headers: the list reads type and version from the value.
+    let bare = fixture.message(&gappy_events[3]).value;
+    fixture
+        .produce_raw(0, &gappy.to_string(), &bare, None)
+        .await;
     fixture.produce_event(0, &good_events[0]).await;
 
     let running = fixture.start(fixture.config());
@@ -123,7 +127,13 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
         reason(&letters[3])
     );
     assert_eq!(letters[2].version, Some(3));
+    assert_eq!(
+        (letters[0].event_type.as_ref(), letters[0].version),
+        (None, None)
+    );
     assert_eq!(letters[2].event_type.as_deref(), Some("ItemAdded"));
+    assert_eq!(letters[3].event_type.as_deref(), Some("ItemAdded"));
+    assert_eq!(letters[3].version, Some(4));
     // The original bytes and headers travel with the letter.
     let raw = read_all_committed(
         &fixture.bootstrap,
@@ -165,5 +175,103 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
     let again = replay(&fixture.config(), &fixture.read).await.unwrap();
     assert_eq!((again.applied, again.obsolete), (0, 2), "{again:?}");
     running.stop().await;
+    fixture.clean_up().await;
+}
+
+/// The schema of a newer producer: the contract plus an event type this code does not know.
+fn future_schema() -> String {
+    let mut schema: serde_json::Value =
+        serde_json::from_str(order_messaging::schema::ORDER_EVENT_AVSC).unwrap();
+    let fields = schema["fields"].as_array_mut().unwrap();
+    let payload = fields.iter_mut().find(|f| f["name"] == "payload").unwrap();
+    payload["type"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "type": "record",
+            "name": "OrderArchived",
+            "fields": [{ "name": "archivedBy", "type": "string" }]
+        }));
+    schema.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_type_this_code_does_not_know_is_dead_lettered_at_decode() {
+    use apache_avro::types::Value;
+    let fixture = Fixture::new().await;
+    let text = future_schema();
+    let registry = order_messaging::SchemaRegistryClient::new(&fixture.registry).unwrap();
+    let subject = format!("{}-future-value", fixture.topic);
+    let id = registry.register(&subject, &text).await.unwrap();
+    let schema = apache_avro::Schema::parse_str(&text).unwrap();
+    let order = Uuid::now_v7();
+    let archived = Value::Record(vec![
+        ("eventId".into(), Value::Uuid(Uuid::now_v7())),
+        ("orderId".into(), Value::Uuid(order)),
+        ("version".into(), Value::Long(2)),
+        ("globalPosition".into(), Value::Long(7)),
+        (
+            "occurredAt".into(),
+            Value::TimestampMicros(1_764_000_000_000_000),
+        ),
+        ("actor".into(), Value::String("future".into())),
+        ("correlationId".into(), Value::String("c".into())),
+        (
+            "causationId".into(),
+            Value::String(Uuid::new_v4().to_string()),
+        ),
+        (
+            "payload".into(),
+            Value::Union(
+                7,
+                Box::new(Value::Record(vec![(
+                    "archivedBy".into(),
+                    Value::String("ops".into()),
+                )])),
+            ),
+        ),
+    ]);
+    let body = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(archived)
+        .unwrap();
+    fixture
+        .produce_raw(
+            1,
+            &order.to_string(),
+            &order_messaging::wire::frame(id, &body),
+            None,
+        )
+        .await;
+    let mut log = Log::default();
+    let (good, events) = log.create("c", "USD", &[item("A", "Mug", 1, "1.00")], at(1));
+    fixture.produce_event(1, &events[0]).await;
+
+    let running = fixture.start(fixture.config());
+    let projector = running.projector.clone();
+    fixture
+        .eventually(WAIT, "the dead letter and the good order", || {
+            let status = projector.health().status();
+            async move { status.dead_lettered == 1 && status.applied == 1 }
+        })
+        .await;
+    assert_eq!(version(&fixture, good).await, Some(1));
+    let letters = dlq::list(&fixture.config()).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].stage.as_deref(), Some("decode"));
+    assert_eq!(letters[0].source_partition, Some(1));
+    assert_eq!(letters[0].dlq_partition, 1, "same partition number");
+    assert!(
+        letters[0]
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("OrderArchived"),
+        "{:?}",
+        letters[0].reason
+    );
+    running.stop().await;
+    let _ = registry.delete_subject(&subject).await;
     fixture.clean_up().await;
 }

@@ -136,12 +136,14 @@ async fn what_the_relay_publishes_lands_as_the_embedded_read_model_has_it() {
     }
     // Nothing poison in what the relay publishes, and every offset committed.
     assert!(dlq::list(&fixture.config()).await.unwrap().is_empty());
-    let config = fixture.config();
-    let behind = tokio::task::spawn_blocking(move || measure_lag(&config))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(behind.values().sum::<i64>(), 0, "{behind:?}");
+    // Offsets are committed right after the documents: the lag reaches 0.
+    fixture
+        .eventually(WAIT, "no lag left", || async {
+            let config = fixture.config();
+            let behind = tokio::task::spawn_blocking(move || measure_lag(&config)).await;
+            matches!(behind, Ok(Ok(b)) if b.values().sum::<i64>() == 0)
+        })
+        .await;
     // Progress is recorded per partition, up to the highest position applied.
     let progress = fixture
         .read
@@ -285,4 +287,93 @@ async fn a_document_version_only_moves_forward_under_redelivery() {
 /// Messages the status says were seen: partitions' lag is not enough (another group).
 fn consumed(status: &order_kafka_projector::ProjectorStatus) -> u64 {
     status.consumed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_partitions_and_one_leaving_hands_over_without_loss() {
+    let mut fixture = Fixture::new().await;
+    let (log, ids) = history(45);
+    let mut config = fixture.config();
+    config.batch_size = 5;
+    let events = log.events.clone();
+    let (first, rest) = events.split_at(events.len() / 3);
+    let (second, third) = rest.split_at(rest.len() / 2);
+    fixture.publish(first, 10).await;
+    let a = fixture.start(config.clone());
+    let b = fixture.start(config.clone());
+    let (pa, pb) = (a.projector.clone(), b.projector.clone());
+    fixture
+        .eventually(WAIT, "both replicas hold partitions", || {
+            let (sa, sb) = (pa.health().status(), pb.health().status());
+            async move {
+                !sa.assigned_partitions.is_empty()
+                    && !sb.assigned_partitions.is_empty()
+                    && sa.assigned_partitions.len() + sb.assigned_partitions.len() == 3
+            }
+        })
+        .await;
+    fixture.publish(second, 10).await;
+    // One replica leaves while the second part flows: the other takes its partitions.
+    a.stop().await;
+    fixture.publish(third, 10).await;
+    fixture
+        .eventually(WAIT, "the remaining replica holds every partition", || {
+            let status = pb.health().status();
+            async move { status.assigned_partitions.len() == 3 }
+        })
+        .await;
+    let read = fixture.read.clone();
+    fixture
+        .eventually(WAIT, "every order projected", || {
+            caught_up(read.as_ref(), &log, &ids)
+        })
+        .await;
+    for id in &ids {
+        let want = log
+            .order(*id)
+            .map(|o| order_read_model::OrderView::from(&o));
+        assert_eq!(fixture.read.get(*id).await.unwrap(), want, "order {id}");
+    }
+    assert!(
+        dlq::list(&config).await.unwrap().is_empty(),
+        "no dead letters"
+    );
+    b.stop().await;
+    fixture.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_registry_unreachable_nothing_is_committed_nor_dead_lettered() {
+    let mut fixture = Fixture::new().await;
+    let (log, ids) = history(4);
+    fixture.publish(&log.events, 100).await;
+    let mut config = fixture.config();
+    // Nothing listens on port 1: every writer schema lookup fails.
+    config.schema_registry_url = "http://127.0.0.1:1/apis/ccompat/v7".into();
+    let running = fixture.start(config.clone());
+    let projector = running.projector.clone();
+    fixture
+        .eventually(WAIT, "the projector reports the registry failing", || {
+            let failing = projector.health().status().failing_on;
+            async move { failing == Some(Dependency::SchemaRegistry) }
+        })
+        .await;
+    let asking = config.clone();
+    let committed = tokio::task::spawn_blocking(move || committed_offsets(&asking))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(committed.is_empty(), "nothing committed: {committed:?}");
+    assert!(dlq::list(&config).await.unwrap().is_empty(), "not poison");
+    running.stop().await;
+    // The registry is back: the same group applies everything.
+    let running = fixture.start(fixture.config());
+    let read = fixture.read.clone();
+    fixture
+        .eventually(WAIT, "every order projected", || {
+            caught_up(read.as_ref(), &log, &ids)
+        })
+        .await;
+    running.stop().await;
+    fixture.clean_up().await;
 }

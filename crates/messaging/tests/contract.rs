@@ -358,3 +358,31 @@ fn an_evolved_schema_reads_current_data_and_the_current_schema_reads_evolved_dat
         assert_eq!(decoder.decode(&frame(8, &body)).unwrap(), message);
     }
 }
+
+#[test]
+fn a_decoded_message_reads_back_as_the_stored_event_it_came_from() {
+    let payload = EventPayload::ItemAdded {
+        line: line("JPY-1", 3, 1_200),
+        currency: currency("JPY"),
+    };
+    let recorded = RecordedEvent {
+        event_id: Uuid::now_v7(),
+        stream_id: Uuid::now_v7(),
+        version: 4,
+        global_position: 99,
+        event_type: payload.event_type().into(),
+        schema_version: EventPayload::SCHEMA_VERSION,
+        data: payload.data(),
+        occurred_at: DateTime::<Utc>::from_timestamp(1_764_000_000, 5_000).unwrap(),
+        actor: "ops1".into(),
+        correlation_id: "req-1".into(),
+        causation_id: Uuid::new_v4(),
+        traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        idempotency_key: None,
+    };
+    let (encoder, decoder) = codec();
+    let decoded = decoder.decode(&encoder.encode(&recorded).unwrap()).unwrap();
+    let back = decoded.to_recorded(recorded.traceparent.clone()).unwrap();
+    assert_eq!(back, recorded);
+    assert_eq!(back.decode().unwrap().payload, payload);
+}

@@ -68,6 +68,7 @@ pub(crate) fn settings(args: &KafkaReadArgs) -> anyhow::Result<(ProjectorConfig,
     let mut config = ProjectorConfig::new(&bootstrap, &registry, &args.topic);
     config.group_id = args.group_id.clone();
     config.kafka_timeout = args.kafka_timeout;
+    config.replication_factor = args.replication_factor;
     let mut es = EsConfig::new(es_url);
     es.prefix = args.es_index_prefix.clone();
     Ok((config, es))

@@ -99,3 +99,20 @@ async fn a_meta_index_of_older_code_gets_the_progress_fields() {
         .await
         .expect("the strict mapping now has the progress fields");
 }
+
+#[tokio::test]
+async fn an_event_that_cannot_start_its_order_is_refused() {
+    let store = support::open().await;
+    let mut log = Log::default();
+    let (a, _) = log.create("c", "USD", &[item("A", "Mug", 1, "1.00")], at(1));
+    log.add(a, item("B", "Pot", 1, "2.00"), at(2));
+    // Version 2 of the order, posing as its first event: an ItemAdded.
+    let mut first = log.events[1].clone();
+    first.version = 1;
+    let outcomes = store.apply_stream(&[first]).await.unwrap();
+    assert!(
+        matches!(&outcomes[0], StreamOutcome::Refused(_)),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.get(a).await.unwrap(), None);
+}

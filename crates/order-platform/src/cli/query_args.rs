@@ -42,6 +42,10 @@ pub struct KafkaReadArgs {
     /// partitions. The dead-letter replay uses `<group>-dlq-replay`.
     #[arg(long, env = "ORDER_PLATFORM_GROUP_ID", default_value = order_kafka_projector::DEFAULT_GROUP_ID)]
     pub group_id: String,
+    /// Replication factor of `<topic>.dlq` when it is created (3 in production).
+    #[arg(long, env = "ORDER_PLATFORM_REPLICATION_FACTOR", default_value_t = 1,
+        value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub replication_factor: i32,
     /// Deadline of Kafka calls (metadata, dead letters, reading the dead-letter topic).
     #[arg(long, env = "ORDER_PLATFORM_KAFKA_TIMEOUT", default_value = "30s",
         value_parser = config::parse_duration, value_name = "DURATION")]

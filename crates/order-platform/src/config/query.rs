@@ -75,6 +75,12 @@ impl FileConfig {
         fill(&mut args.topic, self.topic.clone(), given, "topic");
         fill(&mut args.group_id, self.group_id.clone(), given, "group_id");
         fill(
+            &mut args.replication_factor,
+            self.replication_factor,
+            given,
+            "replication_factor",
+        );
+        fill(
             &mut args.kafka_timeout,
             self.kafka_timeout,
             given,

@@ -7,8 +7,9 @@
 //! through the relay's watermarks (`WatermarkFreshness`). Admins list and replay dead
 //! letters at `/api/v1/admin/dead-letters`.
 //!
-//! PostgreSQL and Elasticsearch are waited for at start (with back-off, saying so in the
-//! log); Kafka and the registry are retried by the projector at start and later, and
+//! It listens at once; PostgreSQL and Elasticsearch are waited for in the background (with
+//! back-off; meanwhile `/health/ready` names the one awaited and the API answers 503,
+//! `starting.rs`); Kafka and the registry are retried by the projector at start and later, and
 //! `/health/ready` names whichever is unreachable. SIGTERM stops accepting requests, lets
 //! those in flight finish, then stops the projector after its batch in hand is applied
 //! and committed.
@@ -20,24 +21,30 @@ use crate::serve::{EventStoreCheck, cannot_listen, serve_until_stopped};
 use crate::service::trusted_verifier;
 use anyhow::Context;
 use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use order_auth::TokenVerifier;
 use order_event_store::{EventStore, PostgresEventStore};
-use order_http::{ApiError, ReadinessCheck, Verifier};
-use order_kafka_projector::{KafkaProjector, WatermarkFreshness};
+use order_http::ReadinessCheck;
+use order_kafka_projector::{KafkaProjector, ProjectorConfig, WatermarkFreshness};
 use order_query_service::QueryService;
+use order_read_model::ReadStore;
 use order_read_model_es::EsReadStore;
 use sqlx::postgres::PgConnectOptions;
+use starting::Phase;
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+mod starting;
+
+/// Names of the dependencies awaited at start, as `/health/ready` names them.
+const EVENT_STORE: &str = "eventStore";
+const ELASTICSEARCH: &str = "elasticsearch";
 /// How long the projector may take to finish its batch once the HTTP server stopped.
 const PROJECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_START: Duration = Duration::from_millis(500);
@@ -49,13 +56,23 @@ pub struct QueryServiceApp {
     addr: SocketAddr,
     /// Set to `true` to stop (see [`QueryServiceApp::shutdown`]).
     stop: watch::Sender<bool>,
-    projector: Arc<KafkaProjector>,
+    /// Becomes `true` once PostgreSQL and Elasticsearch were reached and every route
+    /// answers; written by the connecting task.
+    started: watch::Receiver<bool>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// What the connecting task builds once its dependencies are reached.
+struct Parts {
+    app: Router,
+    projector: Arc<KafkaProjector>,
+    config: ProjectorConfig,
+}
+
 impl QueryServiceApp {
-    /// Checks the settings, waits for PostgreSQL and Elasticsearch, starts the projector
-    /// and listens. Returns once connections are accepted.
+    /// Checks the settings and listens at once; PostgreSQL and Elasticsearch are reached
+    /// in the background (with back-off, `/health/ready` naming whichever is awaited),
+    /// then the projector starts and every route answers ([`QueryServiceApp::started`]).
     pub async fn start(args: QueryServiceArgs) -> anyhow::Result<QueryServiceApp> {
         order_http::metrics_handle();
         let (mut config, es) = dead_letters::settings(&args.kafka)?;
@@ -78,57 +95,83 @@ impl QueryServiceApp {
             .await
             .map_err(|e| cannot_listen(args.listen, e))?;
         let addr = listener.local_addr()?;
-        let events = patiently("the PostgreSQL event store", || {
-            PostgresEventStore::connect(options.clone(), 8)
-        })
-        .await;
-        let events: Arc<dyn EventStore> = Arc::new(events);
-        let read = Arc::new(patiently("Elasticsearch", || EsReadStore::open(es.clone())).await);
-        let projector = Arc::new(KafkaProjector::new(config.clone(), read.clone()));
-        let freshness = Arc::new(WatermarkFreshness::start(
-            &config.bootstrap_servers,
-            &config.topic,
-            events.store_id(),
-            read.clone(),
-        ));
-        let router = app(
-            &args,
-            verifier,
-            QueryService {
-                read: read.clone(),
-                events: events.clone(),
-                freshness,
-            },
-            DeadLetterAdmin {
-                config: config.clone(),
-                read: read.clone(),
-            },
-            ProjectionAdmin::new(events.clone(), read),
-            &projector,
-        );
-
-        let (stop, mut stop_http) = watch::channel(false);
-        // The projector outlives the HTTP server: a draining request may wait for it.
-        let (stop_projector, projector_stop) = watch::channel(false);
-        let until_stopped = |mut stop: watch::Receiver<bool>| async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let projector_task = tokio::spawn({
-            let projector = projector.clone();
-            let stopped = until_stopped(projector_stop.clone());
-            async move { projector.run(stopped).await }
-        });
-        let lag_task = tokio::spawn({
-            let stopped = until_stopped(projector_stop);
-            let health = projector.health().clone();
-            order_kafka_projector::health::watch_lag(config, health, stopped)
-        });
         let deadline = args.shutdown_timeout;
+        let phase = Phase::new(&[EVENT_STORE, ELASTICSEARCH]);
+        let (stop, mut stop_http) = watch::channel(false);
+        let (started_tx, started) = watch::channel(false);
+        let connecting = {
+            let phase = phase.clone();
+            async move {
+                let events = patiently(&phase, EVENT_STORE, || {
+                    PostgresEventStore::connect(options.clone(), 8)
+                })
+                .await;
+                let events: Arc<dyn EventStore> = Arc::new(events);
+                // The read model must have been built from this store (a token or a
+                // history of another store would not match its documents): until it
+                // is, the service stays unready and `/health/ready` says why.
+                let store = events.store_id();
+                let read = Arc::new(
+                    patiently(&phase, ELASTICSEARCH, || async {
+                        let read = EsReadStore::open(es.clone()).await?;
+                        read.bind_store(store).await?;
+                        Ok::<_, order_read_model::ReadError>(read)
+                    })
+                    .await,
+                );
+                let projector = Arc::new(KafkaProjector::new(config.clone(), read.clone()));
+                let freshness = Arc::new(WatermarkFreshness::start(
+                    &config.bootstrap_servers,
+                    &config.topic,
+                    events.store_id(),
+                    read.clone(),
+                ));
+                let queries = QueryService {
+                    read: read.clone(),
+                    events: events.clone(),
+                    freshness,
+                };
+                let admin = DeadLetterAdmin {
+                    config: config.clone(),
+                    read: read.clone(),
+                };
+                let projections = ProjectionAdmin::new(events, read);
+                let app = app(&args, verifier, queries, admin, projections, &projector);
+                Parts {
+                    app,
+                    projector,
+                    config,
+                }
+            }
+        };
+        let router = phase.router();
         let task = tokio::spawn(async move {
             let stopping = async move {
                 let _ = stop_http.wait_for(|s| *s).await;
             };
-            let served = serve_until_stopped(listener, router, stopping, deadline).await;
+            let mut serving = pin!(serve_until_stopped(listener, router, stopping, deadline));
+            let parts = tokio::select! {
+                served = &mut serving => return served,
+                parts = connecting => parts,
+            };
+            // The projector outlives the HTTP server: a draining request may wait for it.
+            let (stop_projector, projector_stop) = watch::channel(false);
+            let until_stopped = |mut stop: watch::Receiver<bool>| async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            let projector_task = tokio::spawn({
+                let projector = parts.projector.clone();
+                let stopped = until_stopped(projector_stop.clone());
+                async move { projector.run(stopped).await }
+            });
+            let lag_task = tokio::spawn(order_kafka_projector::health::watch_lag(
+                parts.config,
+                parts.projector.health().clone(),
+                until_stopped(projector_stop),
+            ));
+            phase.started(parts.app);
+            let _ = started_tx.send(true);
+            let served = serving.await;
             let _ = stop_projector.send(true);
             if tokio::time::timeout(PROJECTOR_STOP_TIMEOUT, projector_task)
                 .await
@@ -142,7 +185,7 @@ impl QueryServiceApp {
         Ok(QueryServiceApp {
             addr,
             stop,
-            projector,
+            started,
             task: Some(task),
         })
     }
@@ -151,8 +194,11 @@ impl QueryServiceApp {
         self.addr
     }
 
-    pub fn projector(&self) -> &Arc<KafkaProjector> {
-        &self.projector
+    /// Resolves once every route answers (PostgreSQL and Elasticsearch reached), or when
+    /// the service stopped first.
+    pub async fn started(&self) {
+        let mut started = self.started.clone();
+        let _ = started.wait_for(|s| *s).await;
     }
 
     /// Serves until `signal`, then shuts down gracefully.
@@ -183,8 +229,9 @@ fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::
     ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
 }
 
-/// Calls `connect` until it succeeds, with back-off, logging each failure.
-async fn patiently<T, E, F, Fut>(what: &str, mut connect: F) -> T
+/// Calls `connect` until it succeeds, with back-off, logging each failure and telling
+/// `/health/ready` (through `phase`) why `dependency` is not reached yet.
+async fn patiently<T, E, F, Fut>(phase: &Phase, dependency: &'static str, mut connect: F) -> T
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
@@ -193,10 +240,14 @@ where
     let mut pause = RETRY_START;
     loop {
         match connect().await {
-            Ok(value) => return value,
+            Ok(value) => {
+                phase.reached(dependency);
+                return value;
+            }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
-                    "cannot reach {what} yet; retrying");
+                tracing::warn!(error = %e, dependency, retry_in_ms = pause.as_millis() as u64,
+                    "cannot reach a dependency yet; retrying");
+                phase.wait(dependency, e.to_string());
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(RETRY_MAX);
             }
@@ -215,41 +266,22 @@ fn app(
     projector: &Arc<KafkaProjector>,
 ) -> Router {
     let events = queries.events.clone();
-    let (api, mut openapi) = order_query_service::router(queries)
+    let api = order_query_service::router(queries)
         .merge(dead_letters::router(admin))
-        .merge(crate::projection_admin::router(projections))
-        .split_for_parts();
-    openapi.info.title = "Order Platform query service".into();
-    openapi.info.version = env!("CARGO_PKG_VERSION").into();
-    order_http::openapi::register(&mut openapi);
-    let openapi = Arc::new(order_http::openapi::to_json(&openapi));
-    let api = api.route(
-        "/api/v1/openapi.json",
-        get(move || {
-            let doc = openapi.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    );
+        .merge(crate::projection_admin::router(projections));
     let mut checks: Vec<Arc<dyn ReadinessCheck>> = vec![Arc::new(EventStoreCheck(events))];
     checks.extend(order_kafka_projector::checks::readiness_checks(projector));
-    let limits = order_http::Limits {
-        request_timeout: args.request_timeout,
-        max_in_flight: args.max_in_flight,
+    let parts = crate::service::ServiceParts {
+        verifier,
+        checks,
+        limits: order_http::Limits {
+            request_timeout: args.request_timeout,
+            max_in_flight: args.max_in_flight,
+        },
+        body_limit: args.body_limit,
+        pages: false,
     };
-    let routes = order_http::bounded(api, &limits)
-        .merge(order_http::operational_router(checks))
-        .fallback(|| async {
-            ApiError::not_found("route_not_found", "no such route; see /api/v1/openapi.json")
-        })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not accept that method",
-            )
-        })
-        .layer(axum::Extension(Verifier(verifier)));
-    order_http::common_layers(routes, args.body_limit)
+    crate::service::service_router(api, parts)
 }
 
 /// `order-platform query-service`, until Ctrl-C or SIGTERM.

@@ -1,0 +1,226 @@
+//! The query side's harness: a fresh PostgreSQL database, `serve` on it (the command
+//! side, whose built-in key signs the tokens), the relay in process, and the flags of a
+//! query service reading what they produce, each with its own topic and index prefix.
+
+use crate::support::{TempDir, TestDatabase};
+use order_auth::{LocalSigningKey, Role};
+use order_platform::{App, ServeArgs};
+use order_relay::{Relay, RelayConfig};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the dev stack and run `eval \"$(dev/stack env)\"`")
+    })
+}
+
+pub struct Http {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Http {
+    pub fn new(address: impl std::fmt::Display) -> Http {
+        Http {
+            client: reqwest::Client::new(),
+            base: format!("http://{address}"),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+}
+
+/// `serve` and the relay on a fresh database, topic and index prefix.
+pub struct Stack {
+    pub db: TestDatabase,
+    _dir: TempDir,
+    /// The data dir of `serve` (its key signs the tokens).
+    pub data: String,
+    pub topic: String,
+    pub prefix: String,
+    pub bootstrap: String,
+    pub registry: String,
+    pub serve: App,
+    key: LocalSigningKey,
+    stop_relay: watch::Sender<bool>,
+    relay: JoinHandle<()>,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        let db = TestDatabase::create().await;
+        let dir = TempDir::new("query-service");
+        let data_dir = dir.path().join("data");
+        let data = data_dir.to_str().unwrap().to_string();
+        let topic = format!("order-events-qs-{}", Uuid::new_v4().simple());
+        let (bootstrap, registry) = (env("KAFKA_BOOTSTRAP_SERVERS"), env("SCHEMA_REGISTRY_URL"));
+        let serve = App::start(
+            ServeArgs::from_flags([
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                &data,
+                "--database-url",
+                &db.url,
+            ])
+            .unwrap(),
+        )
+        .await
+        .expect("serve starts");
+        let key = LocalSigningKey::load(&data_dir).unwrap();
+        let options = PgConnectOptions::from_str(&db.url).unwrap();
+        let store = Arc::new(
+            order_event_store::PostgresEventStore::connect(options.clone(), 4)
+                .await
+                .unwrap(),
+        );
+        let relay = Arc::new(Relay::new(
+            store,
+            options,
+            RelayConfig {
+                bootstrap_servers: bootstrap.clone(),
+                schema_registry_url: registry.clone(),
+                topic: topic.clone(),
+                partitions: 3,
+                replication_factor: 1,
+                batch_size: 50,
+                kafka_timeout: Duration::from_secs(20),
+            },
+        ));
+        let (stop_relay, mut stopped) = watch::channel(false);
+        let relay = tokio::spawn(async move {
+            relay
+                .run(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        Stack {
+            db,
+            _dir: dir,
+            data,
+            topic,
+            prefix: format!("test-{}-", Uuid::new_v4().simple()),
+            bootstrap,
+            registry,
+            serve,
+            key,
+            stop_relay,
+            relay,
+        }
+    }
+
+    pub fn token(&self, sub: &str, role: Role) -> String {
+        self.key
+            .issue(sub, &[role], chrono::Utc::now(), chrono::Duration::hours(1))
+            .unwrap()
+    }
+
+    /// The flags of a query service on this stack.
+    pub fn query_flags(&self) -> Vec<String> {
+        [
+            "--database-url",
+            &self.db.url,
+            "--kafka-bootstrap-servers",
+            &self.bootstrap,
+            "--schema-registry-url",
+            &self.registry,
+            "--elasticsearch-url",
+            &env("ELASTICSEARCH_URL"),
+            "--es-index-prefix",
+            &self.prefix,
+            "--topic",
+            &self.topic,
+            "--group-id",
+            &format!("{}-query", self.topic),
+            "--data-dir",
+            &self.data,
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+    }
+
+    /// Stops `serve` and the relay and deletes the topics, subject and indices.
+    pub async fn stop(self) {
+        let _ = self.stop_relay.send(true);
+        let _ = self.relay.await;
+        self.serve.shutdown().await.unwrap();
+        clean_up(&self.bootstrap, &self.registry, &self.topic, &self.prefix).await;
+    }
+}
+
+pub async fn clean_up(bootstrap: &str, registry: &str, topic: &str, prefix: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let topics = [
+        topic.to_string(),
+        format!("{topic}.dlq"),
+        format!("{topic}.watermarks"),
+    ];
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let _ = admin.delete_topics(&names, &AdminOptions::new()).await;
+    let _ = order_messaging::SchemaRegistryClient::new(registry)
+        .unwrap()
+        .delete_subject(&order_messaging::registry::value_subject(topic))
+        .await;
+    let http = reqwest::Client::new();
+    let url = env("ELASTICSEARCH_URL");
+    let listed = http
+        .get(format!(
+            "{url}/_cat/indices/{prefix}*?format=json&h=index&expand_wildcards=all"
+        ))
+        .send()
+        .await;
+    if let Ok(listed) = listed {
+        let rows: Value = listed.json().await.unwrap_or_default();
+        let names: Vec<&str> = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["index"].as_str())
+            .collect();
+        if !names.is_empty() {
+            let _ = http
+                .delete(format!("{url}/{}", names.join(",")))
+                .send()
+                .await;
+        }
+    }
+}
