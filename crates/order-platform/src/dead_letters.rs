@@ -14,24 +14,15 @@ use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// A setting the Kafka-fed read side cannot run without, named as the user can give it.
-pub(crate) fn required(
-    value: &Option<String>,
-    flag: &str,
-    variable: &str,
-    key: &str,
-) -> anyhow::Result<String> {
-    match value {
-        Some(v) if !v.trim().is_empty() => Ok(v.clone()),
-        _ => Err(UsageError(format!(
-            "this needs --{flag} (or {variable}, or `{key}` in the --config file)"
-        ))
-        .into()),
-    }
-}
-
-/// The projector's and Elasticsearch's settings from the flags; errors name what is missing.
-pub(crate) fn settings(args: &KafkaReadArgs) -> anyhow::Result<(ProjectorConfig, EsConfig)> {
+/// The projector's and Elasticsearch's settings from the flags; errors name what is
+/// missing and `who` (the subcommand) needs it.
+pub(crate) fn settings(
+    args: &KafkaReadArgs,
+    who: &str,
+) -> anyhow::Result<(ProjectorConfig, EsConfig)> {
+    let required = |value: &Option<String>, flag, variable, key| {
+        crate::config::required(value.clone(), who, flag, variable, key)
+    };
     let bootstrap = required(
         &args.kafka_bootstrap_servers,
         "kafka-bootstrap-servers",
@@ -77,7 +68,7 @@ pub(crate) fn settings(args: &KafkaReadArgs) -> anyhow::Result<(ProjectorConfig,
 /// `order-platform dead-letters list|replay`.
 pub async fn command(args: DeadLettersArgs) -> anyhow::Result<()> {
     let (DeadLettersAction::List(kafka) | DeadLettersAction::Replay(kafka)) = &args.action;
-    let (config, es) = settings(kafka)?;
+    let (config, es) = settings(kafka, "dead-letters")?;
     let mut out = std::io::stdout().lock();
     match args.action {
         DeadLettersAction::List(_) => {
@@ -209,7 +200,7 @@ mod tests {
             &["order-platform", "query-service", "--group-id", "mine"],
             file,
         );
-        let (config, es) = settings(&args.kafka).unwrap();
+        let (config, es) = settings(&args.kafka, "dead-letters").unwrap();
         assert_eq!(config.bootstrap_servers, "k1:9092");
         assert_eq!(config.group_id, "mine", "the flag wins");
         assert_eq!(config.topic, "order-events", "default");
@@ -217,12 +208,15 @@ mod tests {
         assert_eq!(es.prefix, "staging-");
         assert_eq!(args.listen, "127.0.0.1:8081".parse().unwrap());
         let args = query_args(&["order-platform", "query-service"], "");
-        let (config, _) = settings(&KafkaReadArgs {
-            kafka_bootstrap_servers: Some("k".into()),
-            schema_registry_url: Some("r".into()),
-            elasticsearch_url: Some("e".into()),
-            ..args.kafka
-        })
+        let (config, _) = settings(
+            &KafkaReadArgs {
+                kafka_bootstrap_servers: Some("k".into()),
+                schema_registry_url: Some("r".into()),
+                elasticsearch_url: Some("e".into()),
+                ..args.kafka
+            },
+            "the query service",
+        )
         .unwrap();
         assert_eq!(config.group_id, order_kafka_projector::DEFAULT_GROUP_ID);
     }
@@ -230,7 +224,7 @@ mod tests {
     #[test]
     fn a_missing_or_bad_setting_is_a_usage_error_naming_it() {
         let args = query_args(&["order-platform", "query-service"], "");
-        let error = settings(&args.kafka).unwrap_err();
+        let error = settings(&args.kafka, "dead-letters").unwrap_err();
         assert!(error.is::<UsageError>());
         let text = error.to_string();
         for part in [
@@ -244,7 +238,9 @@ mod tests {
             &["order-platform", "query-service", "--topic", "a b"],
             "kafka_bootstrap_servers = \"k\"\nschema_registry_url = \"r\"\nelasticsearch_url = \"e\"",
         );
-        let text = settings(&args.kafka).unwrap_err().to_string();
+        let text = settings(&args.kafka, "dead-letters")
+            .unwrap_err()
+            .to_string();
         assert!(text.contains("\"a b\""), "{text}");
     }
 }

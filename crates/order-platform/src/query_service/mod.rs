@@ -15,7 +15,7 @@
 //! and committed.
 
 use crate::cli::{QueryServiceArgs, UsageError};
-use crate::dead_letters::{self, DeadLetterAdmin, required};
+use crate::dead_letters::{self, DeadLetterAdmin};
 use crate::projection_admin::ProjectionAdmin;
 use crate::serve::{EventStoreCheck, cannot_listen, serve_until_stopped};
 use crate::service::trusted_verifier;
@@ -75,10 +75,11 @@ impl QueryServiceApp {
     /// then the projector starts and every route answers ([`QueryServiceApp::started`]).
     pub async fn start(args: QueryServiceArgs) -> anyhow::Result<QueryServiceApp> {
         order_http::metrics_handle();
-        let (mut config, es) = dead_letters::settings(&args.kafka)?;
+        let (mut config, es) = dead_letters::settings(&args.kafka, "the query service")?;
         config.batch_size = args.batch_size as usize;
-        let url = required(
-            &args.database_url,
+        let url = crate::config::required(
+            args.database_url.clone(),
+            "the query service",
             "database-url",
             "ORDER_PLATFORM_DATABASE_URL",
             "database_url",
