@@ -92,6 +92,10 @@ impl Gateway {
     /// Listens on `config.listen` and serves until stopped.
     pub async fn start(config: GatewayConfig) -> anyhow::Result<Gateway> {
         order_http::metrics_handle();
+        // Exported from the start, at 0: dashboards and alerts on them have data before
+        // the first failure.
+        metrics::counter!("order_platform_gateway_auth_failures_total").increment(0);
+        metrics::counter!("order_platform_gateway_upstream_retries_total").increment(0);
         let limiter = Limiter::new(
             config.budgets.clone(),
             config.redis_url.as_deref(),

@@ -134,6 +134,15 @@ impl KafkaProjector {
     /// to set up (Kafka, the registry or Elasticsearch down at start).
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
         let _running = self.health.running();
+        // Exported from the start, at 0: a dashboard or alert on them has data before the
+        // first failure or dead letter.
+        for counter in [
+            "order_platform_projector_errors_total",
+            "order_platform_projector_dead_lettered_total",
+            "order_platform_projector_messages_applied_total",
+        ] {
+            metrics::counter!(counter).increment(0);
+        }
         let mut shutdown = pin!(shutdown);
         let mut backoff = BACKOFF_START;
         loop {

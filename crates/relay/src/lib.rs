@@ -239,6 +239,10 @@ impl Relay {
     /// Runs until `shutdown` resolves: waits for the lease, publishes while holding it, and
     /// starts over (with back-off) after any failure.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) {
+        // Exported from the start, at 0: a dashboard or alert on it has data before the
+        // first failure.
+        metrics::counter!("order_platform_relay_errors_total").increment(0);
+        metrics::counter!("order_platform_relay_events_published_total").increment(0);
         let mut shutdown = pin!(shutdown);
         let mut backoff = BACKOFF_START;
         loop {
