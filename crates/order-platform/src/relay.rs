@@ -3,7 +3,7 @@
 
 use crate::cli::RelayArgs;
 use crate::config;
-use crate::serve::{init_logging, shutdown_signal};
+use crate::serve::shutdown_signal;
 use anyhow::Context;
 use async_trait::async_trait;
 use order_event_store::{EventStore, PostgresEventStore};
@@ -146,7 +146,7 @@ impl ReadinessCheck for Deferred {
 
 /// `order-platform relay`: runs until Ctrl-C or SIGTERM.
 pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
-    init_logging();
+    let telemetry = crate::telemetry::start(&args.telemetry, "order-platform-relay")?;
     order_http::metrics_handle();
     let (options, config) = settings(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -209,6 +209,7 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     let _ = lag.await;
     let _ = tokio::time::timeout(STOP_TIMEOUT, http).await;
     tracing::info!("stopped");
+    telemetry.shutdown();
     Ok(())
 }
 
