@@ -6,6 +6,8 @@
 //! Its parent is the `traceparent` the caller sent (the gateway's span for a service
 //! behind it), so with `--otlp-endpoint` the services' spans join the gateway's trace.
 //!
+//! The span ends with one access-log line (method, route template, status, duration).
+//!
 //! `/health/*` and `/metrics` get no span: probes and scrapes every few seconds would
 //! fill the trace store with traces nobody asked for.
 
@@ -37,12 +39,25 @@ pub(crate) async fn request_span(request: Request, next: Next) -> Response {
         trace_id = Empty,
     );
     order_telemetry::continue_trace(&span, traceparent.as_deref());
+    let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
+    // The access log: one line per API request, inside the span so that it carries the
+    // request and trace ids. Route template and status only: no path (order ids), no
+    // headers (tokens), no body (customer data).
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            route = %route,
+            status = status.as_u16(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "answered"
+        )
+    });
     response
 }
 

@@ -10,6 +10,7 @@ use order_event_store::{EventStore, PostgresEventStore};
 use order_http::ReadinessCheck;
 use order_relay::{Relay, RelayConfig};
 use sqlx::postgres::PgConnectOptions;
+use std::io::Write;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -153,6 +154,13 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
+    // Like every service's banner: says where its health and metrics are (and lets a
+    // supervisor or test learn a port chosen with :0).
+    let _ = writeln!(
+        std::io::stdout(),
+        "Order Platform relay listening on http://{address} (health and metrics; topic {})",
+        args.topic
+    );
     let starting = Arc::new(Starting::default());
     // The names and order of `Relay::readiness_checks`.
     let checks = ["kafka", "schemaRegistry", "eventStore", "relay"]
