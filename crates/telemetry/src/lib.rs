@@ -26,6 +26,8 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -98,17 +100,25 @@ where
         Some(endpoint) => Some(tracer_provider(config, endpoint)?),
         None => None,
     };
-    // PostgreSQL's notices (`relation … already exists, skipping` from the migrations at
-    // every start) are kept out unless they are warnings.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    // The log level (`RUST_LOG`, else `config.level`) chooses log lines only. Spans are
+    // the traces' business, and carry the ids of the lines: they stay on at INFO even when
+    // the logs are quieter (`RUST_LOG=warn` still exports traces, and a warning inside a
+    // request still names it). PostgreSQL's notices (`relation … already exists,
+    // skipping` from the migrations at every start) are kept out unless they are warnings.
+    let log_level = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},sqlx::postgres::notice=warn", config.level))
     });
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("order-platform")));
+    let logs = JsonLogs::new(writer).with_filter(log_level.or(filter_fn(info_span)));
+    // Spans at INFO, and warnings and errors as events on them.
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("order-platform"))
+            .with_filter(filter_fn(|m| {
+                info_span(m) || (m.is_event() && *m.level() <= tracing::Level::WARN)
+            }))
+    });
     let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(JsonLogs::new(writer))
+        .with(logs)
         .with(otel)
         .try_init()
         .is_ok();
@@ -118,6 +128,11 @@ where
         return Ok(Telemetry { provider: None });
     }
     Ok(Telemetry { provider })
+}
+
+/// A span of level INFO or more severe (ours: requests, commands, appends, publishes).
+fn info_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && *metadata.level() <= tracing::Level::INFO
 }
 
 fn tracer_provider(
