@@ -17,19 +17,18 @@
 
 mod context;
 mod json_logs;
+mod verbosity;
 
 pub use context::{add_link, continue_trace, trace_id_of, traceparent};
 pub use json_logs::JsonLogs;
+use verbosity::Verbosity;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use std::time::Duration;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 /// What a process asks of [`init`].
 #[derive(Clone, Debug)]
@@ -100,28 +99,14 @@ where
         Some(endpoint) => Some(tracer_provider(config, endpoint)?),
         None => None,
     };
-    // The log level (`RUST_LOG`, else `config.level`) chooses log lines only. Spans are
-    // the traces' business, and carry the ids of the lines: they stay on at INFO even when
-    // the logs are quieter (`RUST_LOG=warn` still exports traces, and a warning inside a
-    // request still names it). PostgreSQL's notices (`relation … already exists,
-    // skipping` from the migrations at every start) are kept out unless they are warnings.
-    let log_level = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+    // PostgreSQL's notices (`relation … already exists, skipping` from the migrations at
+    // every start) are kept out unless they are warnings.
+    let logs = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},sqlx::postgres::notice=warn", config.level))
     });
-    let logs = JsonLogs::new(writer).with_filter(log_level.or(filter_fn(info_span)));
-    // Spans at INFO, and warnings and errors as events on them.
-    let otel = provider.as_ref().map(|p| {
-        tracing_opentelemetry::layer()
-            .with_tracer(p.tracer("order-platform"))
-            .with_filter(filter_fn(|m| {
-                info_span(m) || (m.is_event() && *m.level() <= tracing::Level::WARN)
-            }))
-    });
-    let installed = tracing_subscriber::registry()
-        .with(logs)
-        .with(otel)
-        .try_init()
-        .is_ok();
+    let tracer = provider.as_ref().map(|p| p.tracer("order-platform"));
+    let installed =
+        tracing::subscriber::set_global_default(subscriber(logs, writer, tracer)).is_ok();
     if !installed && let Some(provider) = provider {
         // Nothing would feed it; do not leave its thread running.
         let _ = provider.shutdown();
@@ -130,9 +115,20 @@ where
     Ok(Telemetry { provider })
 }
 
-/// A span of level INFO or more severe (ours: requests, commands, appends, publishes).
-fn info_span(metadata: &tracing::Metadata<'_>) -> bool {
-    metadata.is_span() && *metadata.level() <= tracing::Level::INFO
+/// The layers of every process: what is recorded ([`Verbosity`]), log lines, and spans to
+/// the tracer when there is one.
+fn subscriber<W>(
+    logs: tracing_subscriber::EnvFilter,
+    writer: W,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry()
+        .with(Verbosity { logs })
+        .with(JsonLogs::new(writer))
+        .with(tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t)))
 }
 
 fn tracer_provider(
@@ -187,6 +183,19 @@ pub fn traces_url(endpoint: &str) -> Result<String, TelemetryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_after_a_bare_enabled_check_is_still_traced_even_with_quiet_logs() {
+        let provider = SdkTracerProvider::builder().build();
+        let logs = tracing_subscriber::EnvFilter::new("warn");
+        let subscriber = subscriber(logs, std::io::sink, Some(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            // What sqlx does before logging each query.
+            let _ = tracing::enabled!(tracing::Level::DEBUG);
+            let span = tracing::info_span!("event_store.append");
+            assert!(traceparent(&span).is_some(), "the span has a trace context");
+        });
+    }
 
     #[test]
     fn a_base_url_gets_the_traces_path_and_a_full_one_is_kept() {
