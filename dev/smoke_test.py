@@ -25,7 +25,7 @@ import pytest
 DEV = Path(__file__).resolve().parent
 REPO = DEV.parent
 STACK = DEV / "stack"
-COMPONENTS = ["postgres", "kafka", "schema-registry", "elasticsearch", "keycloak", "redis", "prometheus"]
+COMPONENTS = ["postgres", "kafka", "schema-registry", "elasticsearch", "keycloak", "redis", "prometheus", "jaeger"]
 
 
 def stack(*args: str, env: dict | None = None, timeout: float = 1500) -> subprocess.CompletedProcess:
@@ -204,7 +204,8 @@ def test_docker_compose_uses_the_pinned_versions_and_the_same_realm():
                   f"apicurio/apicurio-registry:{v['APICURIO_VERSION']}",
                   f"docker.elastic.co/elasticsearch/elasticsearch:{v['ELASTICSEARCH_VERSION']}",
                   f"quay.io/keycloak/keycloak:{v['KEYCLOAK_VERSION']}", f"redis:{v['REDIS_IMAGE_TAG']}",
-                  f"prom/prometheus:{v['PROMETHEUS_IMAGE_TAG']}"):
+                  f"prom/prometheus:{v['PROMETHEUS_IMAGE_TAG']}",
+                  f"jaegertracing/jaeger:{v['JAEGER_VERSION']}"):
         assert f"image: {image}" in compose, f"docker-compose.yml should use {image}"
     assert "./dev/realm/order-platform-realm.json:" in compose
     assert "--import-realm" in compose

@@ -24,6 +24,7 @@ use order_event_store::{
 use order_http::{ApiError, CONSISTENCY_TOKEN};
 use order_read_model::OrderView;
 use std::sync::Arc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Layout of the snapshot state this code writes and trusts: the serialized
@@ -117,6 +118,15 @@ impl CommandService {
             Intent::Create(c) => c.name(),
             Intent::Change { name, .. } => name,
         };
+        // The command's span: the parent of its loads and of its append. Names the order
+        // by id only (never the customer or the body: DESIGN.md §9).
+        let span = tracing::info_span!(
+            "command",
+            otel.name = %format_args!("command {command_name}"),
+            command = command_name,
+            order_id = %order_id,
+            outcome = tracing::field::Empty,
+        );
         let result = self
             .decide_and_append(
                 caller,
@@ -128,6 +138,7 @@ impl CommandService {
                 &request_hash,
                 key,
             )
+            .instrument(span.clone())
             .await;
         let outcome = match &result {
             Ok(_) => "accepted",
@@ -135,6 +146,7 @@ impl CommandService {
             Err(e) if e.status.is_client_error() => "rejected",
             Err(_) => "error",
         };
+        span.record("outcome", outcome);
         metrics::counter!(
             "order_platform_commands_total",
             "command" => command_name,
@@ -211,6 +223,12 @@ impl CommandService {
                 status: status.as_u16(),
                 response: body.clone(),
             };
+            let append_span = tracing::info_span!(
+                "event_store.append",
+                stream_id = %order_id,
+                expected_version = old_version,
+                events = events.len(),
+            );
             let append = AppendRequest {
                 stream_id: order_id,
                 expected_version: old_version,
@@ -218,7 +236,7 @@ impl CommandService {
                     .iter()
                     .map(|e| NewEvent::from_domain(e, Uuid::now_v7()))
                     .collect(),
-                metadata: metadata(headers, key),
+                metadata: metadata(headers, key, &append_span),
                 idempotency: scoped_key.clone().map(|k| (k, stored)),
             };
             // The last moment a command may still give up on its deadline: after
@@ -226,7 +244,7 @@ impl CommandService {
             if order_http::deadline_passed() {
                 return Err(order_http::request_timeout());
             }
-            match self.store.append(append).await {
+            match self.store.append(append).instrument(append_span).await {
                 Ok(appended) => {
                     metrics::counter!("order_platform_events_appended_total")
                         .increment(events.len() as u64);
@@ -422,7 +440,10 @@ fn fingerprint(request: &Fingerprint<'_>, if_match: Option<u64>) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn metadata(headers: &HeaderMap, key: Option<&str>) -> CommandMetadata {
+/// The metadata stored with the events. Their `traceparent` is the append span's own
+/// context when tracing is on, so that the relay's and the projector's spans, which
+/// continue from it, hang under the append in the command's trace; else the caller's.
+fn metadata(headers: &HeaderMap, key: Option<&str>, append: &tracing::Span) -> CommandMetadata {
     let header = |name: &str| {
         headers
             .get(name)
@@ -436,7 +457,8 @@ fn metadata(headers: &HeaderMap, key: Option<&str>) -> CommandMetadata {
         correlation_id: header("x-correlation-id")
             .or_else(|| header("x-request-id"))
             .unwrap_or_else(|| command_id.to_string()),
-        traceparent: header("traceparent").filter(|t| is_traceparent(t)),
+        traceparent: order_telemetry::traceparent(append)
+            .or_else(|| header("traceparent").filter(|t| is_traceparent(t))),
         idempotency_key: key.map(str::to_string),
     }
 }

@@ -307,11 +307,17 @@ fn upstream_headers(incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(HeaderName::from_static("x-forwarded-for"), value);
     }
-    let traceparent = incoming
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| valid_traceparent(v))
-        .map(str::to_string)
+    // With tracing on, the upstream continues from the gateway's own request span (so
+    // the service's span is its child); without, the client's context passes through,
+    // or a new one starts here so every service logs the same trace id.
+    let traceparent = order_telemetry::traceparent(&tracing::Span::current())
+        .or_else(|| {
+            incoming
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| valid_traceparent(v))
+                .map(str::to_string)
+        })
         .unwrap_or_else(new_traceparent);
     if let Ok(value) = HeaderValue::from_str(&traceparent) {
         headers.insert(HeaderName::from_static("traceparent"), value);

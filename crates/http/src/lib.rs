@@ -7,7 +7,8 @@
 //! - [`Caller`]: the authenticated principal, verified on every request.
 //! - [`operational_router`]: `/health/live`, `/health/ready`, `/metrics`.
 //! - [`openapi`]: the `Problem` schema and the error responses of the OpenAPI document.
-//! - [`common_layers`]: request ids, metrics, body limit, panic safety net.
+//! - [`common_layers`]: request ids, the request's span (W3C trace context), metrics, body
+//!   limit, panic safety net.
 //! - [`bounded`]: request timeout and load-shedding concurrency limit ([`Limits`]).
 
 mod error;
@@ -15,6 +16,7 @@ mod extract;
 mod json;
 mod limits;
 mod observe;
+mod trace;
 pub mod openapi;
 
 pub use error::ApiError;

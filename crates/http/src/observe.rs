@@ -108,7 +108,8 @@ async fn ready(checks: Vec<Arc<dyn ReadinessCheck>>) -> Response {
 }
 
 /// Wraps `router` with the layers every service wears, outermost first:
-/// request id (generated or propagated), panic safety net, metrics, body limit.
+/// request id (generated or propagated), the request's span (trace context),
+/// panic safety net, metrics, body limit.
 pub fn common_layers(router: Router, body_limit: usize) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     router
@@ -122,6 +123,7 @@ pub fn common_layers(router: Router, body_limit: usize) -> Router {
                 ApiError::internal("handler panicked").into_response()
             },
         ))
+        .layer(axum::middleware::from_fn(crate::trace::request_span))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

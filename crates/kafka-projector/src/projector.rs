@@ -23,6 +23,7 @@ use crate::decode::{DecodeFailure, MessageDecoder};
 use crate::dlq::{DeadLetterProducer, Incoming, Stage};
 use crate::health::{Dependency, Health};
 use crate::{BACKOFF_MAX, BACKOFF_START, ProjectorConfig};
+use order_event_store::RecordedEvent;
 use order_read_model_es::{EsReadStore, PartitionProgress, StreamOutcome};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -33,6 +34,7 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// What the rebalance callbacks tell the loop. Written inside `recv` (the callbacks),
 /// read between batches.
@@ -309,10 +311,12 @@ impl Session<'_> {
         let mut letters: Vec<(&Incoming, Stage, String)> = Vec::new();
         let mut events = Vec::new();
         let mut sources = Vec::new();
+        let mut spans = Vec::new();
         for message in batch {
             let traceparent = message.header(order_relay::kafka::TRACEPARENT);
             match decoder.decode(message.value.as_deref(), traceparent).await {
                 Ok(event) => {
+                    spans.push(apply_span(&event, message));
                     events.push(event);
                     sources.push(message);
                 }
@@ -327,11 +331,15 @@ impl Session<'_> {
         let outcomes = projector
             .read
             .apply_stream(&events)
+            .instrument(bulk_span(&events, &spans))
             .await
             .map_err(|e| Failure(Dependency::Elasticsearch, e.to_string()))?;
         let mut applied = 0u64;
         let mut reached: BTreeMap<i32, PartitionProgress> = BTreeMap::new();
-        for ((event, message), outcome) in events.iter().zip(&sources).zip(outcomes) {
+        for (((event, message), outcome), span) in
+            events.iter().zip(&sources).zip(outcomes).zip(&spans)
+        {
+            span.record("outcome", outcome_name(&outcome));
             match outcome {
                 StreamOutcome::Applied => applied += 1,
                 StreamOutcome::AlreadyApplied => {}
@@ -461,5 +469,51 @@ impl Session<'_> {
             }
             Err(e) => tracing::warn!(error = %e, "committing offsets did not finish"),
         }
+    }
+}
+
+/// The span of one event's application, the child of the relay's `relay.publish` span
+/// (the message's `traceparent` header). It lasts until the batch's `_bulk` is answered:
+/// the event is applied when Elasticsearch has acknowledged it.
+fn apply_span(event: &RecordedEvent, message: &Incoming) -> tracing::Span {
+    let span = tracing::info_span!(
+        "projector.apply",
+        otel.kind = "consumer",
+        event_id = %event.event_id,
+        order_id = %event.stream_id,
+        version = event.version,
+        partition = message.partition,
+        offset = message.offset,
+        outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    order_telemetry::continue_trace(&span, event.traceparent.as_deref());
+    span
+}
+
+/// The span of the batch's one `_bulk` write. A span has one parent: the first event's
+/// apply span (so a command's trace shows the write that stored its event), linked to
+/// the other events' contexts (their traces lead here through the link).
+fn bulk_span(events: &[RecordedEvent], spans: &[tracing::Span]) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: spans.first().and_then(|s| s.id()),
+        "elasticsearch.bulk",
+        otel.kind = "client",
+        db.system = "elasticsearch",
+        events = events.len(),
+    );
+    for event in events.iter().skip(1) {
+        if let Some(traceparent) = &event.traceparent {
+            order_telemetry::add_link(&span, traceparent);
+        }
+    }
+    span
+}
+
+fn outcome_name(outcome: &StreamOutcome) -> &'static str {
+    match outcome {
+        StreamOutcome::Applied => "applied",
+        StreamOutcome::AlreadyApplied => "already_applied",
+        StreamOutcome::Refused(_) => "refused",
     }
 }

@@ -138,6 +138,8 @@ pub struct RelayArgs {
     #[arg(long, env = "ORDER_PLATFORM_KAFKA_TIMEOUT", default_value = "30s",
         value_parser = config::parse_duration, value_name = "DURATION")]
     pub kafka_timeout: Duration,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
 }
 
 #[derive(Args, Clone)]
@@ -193,6 +195,8 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
     #[command(flatten)]
     pub oidc: OidcArgs,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -209,6 +213,8 @@ pub struct GatewayArgs {
     pub query_url: Option<String>,
     #[command(flatten)]
     pub oidc: OidcArgs,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
     /// Without --oidc-issuer: trust the built-in key of this data dir (the data
     /// dir of the `serve` behind the gateway).
     #[arg(long, env = "ORDER_PLATFORM_DATA_DIR")]

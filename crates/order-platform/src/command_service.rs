@@ -12,7 +12,7 @@
 
 use crate::cli::UsageError;
 use crate::config;
-use crate::serve::{EventStoreCheck, cannot_listen, init_logging, shutdown_signal};
+use crate::serve::{EventStoreCheck, cannot_listen, shutdown_signal};
 use crate::service::{ServiceParts, service_router, trusted_verifier};
 use crate::{OidcArgs, StoreArgs};
 use axum::Router;
@@ -44,6 +44,8 @@ pub struct CommandServiceArgs {
     pub database_url: Option<String>,
     #[command(flatten)]
     pub oidc: OidcArgs,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
     /// Without --oidc-issuer: trust the built-in key of this data dir (the data
     /// dir of a `serve` sharing it; `order-platform token --data-dir` signs
     /// with it). Nothing else is kept there.
@@ -142,7 +144,7 @@ pub async fn command_service_router(args: &CommandServiceArgs) -> anyhow::Result
 
 /// `order-platform command-service`, until Ctrl-C or SIGTERM.
 pub async fn command_service(args: CommandServiceArgs) -> anyhow::Result<()> {
-    init_logging();
+    let telemetry = crate::telemetry::start(&args.telemetry, "order-platform-command-service")?;
     let router = command_service_router(&args).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -157,6 +159,7 @@ pub async fn command_service(args: CommandServiceArgs) -> anyhow::Result<()> {
     crate::serve::serve_until_stopped(listener, router, shutdown_signal(), args.shutdown_timeout)
         .await?;
     tracing::info!("stopped");
+    telemetry.shutdown();
     Ok(())
 }
 

@@ -39,6 +39,7 @@
 
 use crate::cli::{RelayArgs, UsageError};
 use crate::command_service::CommandServiceArgs;
+use crate::telemetry::TelemetryArgs;
 use crate::{GatewayArgs, OidcArgs, ServeArgs, StoreArgs};
 use anyhow::anyhow;
 use clap::ArgMatches;
@@ -106,6 +107,11 @@ pub struct FileConfig {
     rebuild_batch_size: Option<u32>,
     #[serde(default, deserialize_with = "elasticsearch_timeout")]
     elasticsearch_timeout: Option<Duration>,
+    // Every service's traces (`telemetry.rs`).
+    #[serde(default, deserialize_with = "otlp_endpoint")]
+    otlp_endpoint: Option<String>,
+    #[serde(default, deserialize_with = "trace_sample_ratio")]
+    trace_sample_ratio: Option<f64>,
 }
 
 /// What `listen` takes, for error messages.
@@ -228,6 +234,7 @@ pub fn parse_max_in_flight(text: &str) -> Result<usize, String> {
 #[serde(untagged)]
 enum Raw {
     Integer(i64),
+    Float(f64),
     Text(String),
     Other(serde::de::IgnoredAny),
 }
@@ -323,12 +330,40 @@ duration_keys!(
     elasticsearch_timeout,
 );
 
+/// `otlp_endpoint`: an http(s) URL of an OTLP/HTTP collector.
+fn otlp_endpoint<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Raw::deserialize(d)? {
+        Raw::Text(text) => crate::telemetry::parse_endpoint(&text)
+            .map(Some)
+            .map_err(|e| serde::de::Error::custom(format!("`otlp_endpoint`: {e}"))),
+        _ => Err(refuse(
+            "otlp_endpoint",
+            "a URL in quotes such as \"http://127.0.0.1:4318\"",
+        )),
+    }
+}
+
+/// `trace_sample_ratio`: a number from 0.0 to 1.0 (`1` too).
+fn trace_sample_ratio<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let expected = "a number from 0.0 to 1.0, e.g. 0.1";
+    let ratio = match Raw::deserialize(d)? {
+        Raw::Integer(n) => n as f64,
+        Raw::Float(x) => x,
+        _ => return Err(refuse("trace_sample_ratio", expected)),
+    };
+    if (0.0..=1.0).contains(&ratio) {
+        Ok(Some(ratio))
+    } else {
+        Err(refuse("trace_sample_ratio", expected))
+    }
+}
+
 /// `listen`: the text `--listen` takes, or a bare port as a number (`8080`).
 fn listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let parsed = match Raw::deserialize(d)? {
         Raw::Text(text) => parse_listen(&text),
         Raw::Integer(n) => parse_listen(&n.to_string()),
-        Raw::Other(_) => Err(format!(
+        Raw::Float(_) | Raw::Other(_) => Err(format!(
             "the address must be text in quotes; {LISTEN_EXAMPLES}"
         )),
     };
@@ -406,6 +441,7 @@ impl FileConfig {
         );
         self.apply_to_store(&mut args.store, given);
         self.apply_to_oidc(&mut args.oidc, given);
+        self.apply_to_telemetry(&mut args.telemetry, given);
     }
 
     /// Fills the settings of `gateway` that neither a flag nor the environment set.
@@ -490,6 +526,7 @@ impl FileConfig {
             "shutdown_timeout",
         );
         self.apply_to_oidc(&mut args.oidc, given);
+        self.apply_to_telemetry(&mut args.telemetry, given);
         Ok(())
     }
 
@@ -540,8 +577,25 @@ impl FileConfig {
         );
     }
 
+    /// Fills the trace export settings (every service).
+    pub fn apply_to_telemetry(&self, args: &mut TelemetryArgs, given: &ArgMatches) {
+        fill(
+            &mut args.otlp_endpoint,
+            self.otlp_endpoint.clone().map(Some),
+            given,
+            "otlp_endpoint",
+        );
+        fill(
+            &mut args.trace_sample_ratio,
+            self.trace_sample_ratio,
+            given,
+            "trace_sample_ratio",
+        );
+    }
+
     /// Fills the settings of `relay` that neither a flag nor the environment set.
     pub fn apply_to_relay(&self, args: &mut RelayArgs, given: &ArgMatches) {
+        self.apply_to_telemetry(&mut args.telemetry, given);
         fill(&mut args.listen, self.listen, given, "listen");
         let some = |v: &Option<String>| v.clone().map(Some);
         fill(
@@ -661,6 +715,7 @@ impl FileConfig {
             "shutdown_timeout",
         );
         self.apply_to_oidc(&mut args.oidc, given);
+        self.apply_to_telemetry(&mut args.telemetry, given);
     }
 
     /// Fills the storage settings (used by `serve` and `migrate`).

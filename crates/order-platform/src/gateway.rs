@@ -47,7 +47,7 @@ pub async fn start_gateway(args: GatewayArgs) -> anyhow::Result<Gateway> {
 
 /// `order-platform gateway`, until Ctrl-C or SIGTERM.
 pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    crate::serve::init_logging();
+    let telemetry = crate::telemetry::start(&args.telemetry, "order-platform-gateway")?;
     let gateway = start_gateway(args).await?;
     let address = gateway.addr();
     let _ = writeln!(
@@ -58,5 +58,6 @@ pub async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     tracing::info!(%address, "gateway listening");
     gateway.run_until(crate::serve::shutdown_signal()).await;
     tracing::info!("stopped");
+    telemetry.shutdown();
     Ok(())
 }

@@ -18,6 +18,7 @@ mod rebuild;
 mod relay;
 mod serve;
 mod service;
+pub mod telemetry;
 
 pub use cli::{GatewayArgs, OidcArgs, QueryServiceArgs, ServeArgs, StoreArgs};
 pub use command_service::{CommandServiceArgs, command_service_router};

@@ -95,7 +95,7 @@ async fn open(args: &ReadSideArgs, who: &str) -> anyhow::Result<(PostgresEventSt
 /// `order-platform verify`: `missing=0 stale=0 duplicated=0` and success, or the
 /// differences and failure.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    crate::serve::init_logging_at("warn");
+    crate::telemetry::logs_only("warn");
     let (store, read) = open(&args.read_side, "verify").await?;
     let differences = read.verify(&store).await.context("comparing")?;
     println!(
@@ -114,7 +114,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 /// `order-platform rebuild`: prints the report on stdout, progress on stderr.
 pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     // A command run by hand: its own output is the progress and the report.
-    crate::serve::init_logging_at("warn");
+    crate::telemetry::logs_only("warn");
     let (store, read) = open(&args.read_side, "rebuild").await?;
     let mut shown = Progress::new();
     let report = read

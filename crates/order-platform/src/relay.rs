@@ -3,13 +3,14 @@
 
 use crate::cli::RelayArgs;
 use crate::config;
-use crate::serve::{init_logging, shutdown_signal};
+use crate::serve::shutdown_signal;
 use anyhow::Context;
 use async_trait::async_trait;
 use order_event_store::{EventStore, PostgresEventStore};
 use order_http::ReadinessCheck;
 use order_relay::{Relay, RelayConfig};
 use sqlx::postgres::PgConnectOptions;
+use std::io::Write;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -146,13 +147,20 @@ impl ReadinessCheck for Deferred {
 
 /// `order-platform relay`: runs until Ctrl-C or SIGTERM.
 pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
-    init_logging();
+    let telemetry = crate::telemetry::start(&args.telemetry, "order-platform-relay")?;
     order_http::metrics_handle();
     let (options, config) = settings(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
+    // Like every service's banner: says where its health and metrics are (and lets a
+    // supervisor or test learn a port chosen with :0).
+    let _ = writeln!(
+        std::io::stdout(),
+        "Order Platform relay listening on http://{address} (health and metrics; topic {})",
+        args.topic
+    );
     let starting = Arc::new(Starting::default());
     // The names and order of `Relay::readiness_checks`.
     let checks = ["kafka", "schemaRegistry", "eventStore", "relay"]
@@ -209,6 +217,7 @@ pub async fn relay(args: RelayArgs) -> anyhow::Result<()> {
     let _ = lag.await;
     let _ = tokio::time::timeout(STOP_TIMEOUT, http).await;
     tracing::info!("stopped");
+    telemetry.shutdown();
     Ok(())
 }
 

@@ -299,7 +299,7 @@ pub async fn token_verifier(
 /// `order-platform serve`: an [`App`] with JSON logs on stderr and a banner on
 /// stdout, until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging();
+    let telemetry = crate::telemetry::start(&args.telemetry, "order-platform")?;
     let app = App::start(args.clone()).await?;
     let address = app.addr();
     let dir = args.store.data_dir.display();
@@ -327,6 +327,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%address, event_store = store, "listening");
     app.run_until(shutdown_signal()).await?;
     tracing::info!("stopped");
+    telemetry.shutdown();
     Ok(())
 }
 
@@ -458,24 +459,6 @@ impl ReadinessCheck for ProjectorCheck {
     async fn detail(&self) -> Option<serde_json::Value> {
         serde_json::to_value(self.0.health()).ok()
     }
-}
-
-pub(crate) fn init_logging() {
-    init_logging_at("info");
-}
-
-/// JSON log lines on stderr at `level` unless `RUST_LOG` says otherwise.
-/// PostgreSQL's notices (`relation … already exists, skipping` from the
-/// migrations at every start) are kept out unless they are warnings.
-pub(crate) fn init_logging_at(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{level},sqlx::postgres::notice=warn"))
-    });
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 pub(crate) async fn shutdown_signal() {

@@ -234,7 +234,9 @@ impl Projector {
             self.lock_state().progressed_at = Instant::now();
             return Ok(Pass::Idle);
         }
+        let spans: Vec<tracing::Span> = batch.events.iter().map(apply_span).collect();
         self.read.apply(&batch.events, next).await?;
+        drop(spans);
         *current = Some(next);
         self.progress.send_replace(next);
         self.lock_state().progressed_at = Instant::now();
@@ -345,6 +347,21 @@ impl Projector {
 }
 
 /// Seconds from `then` until now; 0 for `None` or a time in the future.
+/// The span of one event's application (embedded mode): the child of the command's
+/// append (the `traceparent` stored with the event), open until its batch is committed
+/// to the read model.
+fn apply_span(event: &order_event_store::RecordedEvent) -> tracing::Span {
+    let span = tracing::info_span!(
+        "projector.apply",
+        event_id = %event.event_id,
+        order_id = %event.stream_id,
+        version = event.version,
+        trace_id = tracing::field::Empty,
+    );
+    order_telemetry::continue_trace(&span, event.traceparent.as_deref());
+    span
+}
+
 fn seconds_since(then: Option<chrono::DateTime<chrono::Utc>>) -> f64 {
     then.and_then(|t| (chrono::Utc::now() - t).to_std().ok())
         .map_or(0.0, |d| d.as_secs_f64())

@@ -362,7 +362,7 @@ impl Relay {
         *backoff = BACKOFF_START;
         let mut store_backoff = BACKOFF_START;
         loop {
-            let batch = match self.store.read_log(cursor, self.config.batch_size).await {
+            let mut batch = match self.store.read_log(cursor, self.config.batch_size).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     let e = RelayError::Store(e);
@@ -379,6 +379,7 @@ impl Relay {
                 tokio::time::sleep(IDLE_POLL).await;
                 continue;
             }
+            let spans = publish_spans(&mut batch.events);
             let outgoing = kafka::encode(&batch.events, &encoder, store)?;
             mark.global_position = batch.next.position;
             kafka::publish(
@@ -389,6 +390,8 @@ impl Relay {
                 self.config.kafka_timeout,
             )
             .await?;
+            // Each event's span ends once its transaction is committed.
+            drop(spans);
             cursor = batch.next;
             let count = batch.events.len() as u64;
             {
@@ -483,6 +486,33 @@ impl Relay {
 }
 
 /// Seconds from `then` until now; 0 for `None` or a time in the future.
+/// One `relay.publish` span per event, the child of the context stored with it (the
+/// command's append), open until the batch's transaction commits. The event's
+/// `traceparent` becomes the span's own, so the message's `traceparent` header makes the
+/// projector's span its child in turn. One span per event rather than one per batch with
+/// links: a batch mixes many commands, and each command's trace should show its event
+/// reaching Kafka. Without tracing the events keep the context they were stored with.
+fn publish_spans(events: &mut [order_event_store::RecordedEvent]) -> Vec<tracing::Span> {
+    events
+        .iter_mut()
+        .map(|event| {
+            let span = tracing::info_span!(
+                "relay.publish",
+                otel.kind = "producer",
+                event_id = %event.event_id,
+                order_id = %event.stream_id,
+                global_position = event.global_position,
+                trace_id = tracing::field::Empty,
+            );
+            order_telemetry::continue_trace(&span, event.traceparent.as_deref());
+            if let Some(own) = order_telemetry::traceparent(&span) {
+                event.traceparent = Some(own);
+            }
+            span
+        })
+        .collect()
+}
+
 fn seconds_since(then: Option<chrono::DateTime<chrono::Utc>>) -> f64 {
     then.and_then(|t| (chrono::Utc::now() - t).to_std().ok())
         .map_or(0.0, |d| d.as_secs_f64())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..component import Component
 from .elasticsearch import Elasticsearch
+from .jaeger import Jaeger
 from .kafka import Kafka
 from .keycloak import Keycloak
 from .postgres import Postgres
@@ -16,4 +17,4 @@ from .redis import Redis
 from .schema_registry import SchemaRegistry
 
 COMPONENTS: dict[str, Component] = {c.name: c for c in (
-    Postgres(), Kafka(), SchemaRegistry(), Elasticsearch(), Keycloak(), Redis(), Prometheus())}
+    Postgres(), Kafka(), SchemaRegistry(), Elasticsearch(), Keycloak(), Redis(), Prometheus(), Jaeger())}

@@ -74,6 +74,8 @@ pub struct QueryServiceArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub oidc: OidcArgs,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "ORDER_PLATFORM_BODY_LIMIT", default_value_t = order_http::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,

@@ -43,6 +43,7 @@ impl FileConfig {
         );
         self.apply_to_kafka_read(&mut args.kafka, given);
         self.apply_to_oidc(&mut args.oidc, given);
+        self.apply_to_telemetry(&mut args.telemetry, given);
     }
 
     /// Fills the Kafka, registry and Elasticsearch settings of the Kafka-fed read side.

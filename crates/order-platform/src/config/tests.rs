@@ -343,3 +343,48 @@ fn a_missing_file_is_named() {
         "{error}"
     );
 }
+
+#[test]
+fn trace_export_is_off_by_default_and_comes_from_flags_then_the_file() {
+    let none = parse("").unwrap();
+    let args = serve(&["order-platform", "serve"], &none);
+    assert_eq!(args.telemetry.otlp_endpoint, None, "off by default");
+    assert_eq!(args.telemetry.trace_sample_ratio, 1.0);
+
+    let file = parse(
+        "otlp_endpoint = \"http://jaeger:4318\"\n\
+         trace_sample_ratio = 0.25\n",
+    )
+    .unwrap();
+    let args = serve(&["order-platform", "serve"], &file);
+    assert_eq!(
+        args.telemetry.otlp_endpoint.as_deref(),
+        Some("http://jaeger:4318")
+    );
+    assert_eq!(args.telemetry.trace_sample_ratio, 0.25);
+    let args = serve(
+        &["order-platform", "serve", "--trace-sample-ratio", "1"],
+        &file,
+    );
+    assert_eq!(args.telemetry.trace_sample_ratio, 1.0, "the flag wins");
+    let whole = parse("trace_sample_ratio = 0\n").unwrap();
+    assert_eq!(
+        serve(&["order-platform", "serve"], &whole)
+            .telemetry
+            .trace_sample_ratio,
+        0.0
+    );
+}
+
+#[test]
+fn a_bad_trace_setting_names_its_key_and_what_it_takes() {
+    for (text, key, hint) in [
+        ("otlp_endpoint = \"jaeger:4318\"\n", "otlp_endpoint", "http://"),
+        ("otlp_endpoint = 4318\n", "otlp_endpoint", "URL"),
+        ("trace_sample_ratio = 1.5\n", "trace_sample_ratio", "0.0 to 1.0"),
+        ("trace_sample_ratio = \"all\"\n", "trace_sample_ratio", "0.0 to 1.0"),
+    ] {
+        let error = format!("{:#}", parse(text).unwrap_err());
+        assert!(error.contains(key) && error.contains(hint), "{text}: {error}");
+    }
+}

@@ -287,7 +287,7 @@ fn app(
 
 /// `order-platform query-service`, until Ctrl-C or SIGTERM.
 pub async fn query_service(args: QueryServiceArgs) -> anyhow::Result<()> {
-    crate::serve::init_logging();
+    let telemetry = crate::telemetry::start(&args.telemetry, "order-platform-query-service")?;
     let topic = args.kafka.topic.clone();
     let app = QueryServiceApp::start(args)
         .await
@@ -300,5 +300,6 @@ pub async fn query_service(args: QueryServiceArgs) -> anyhow::Result<()> {
     tracing::info!(%address, %topic, "query service listening");
     app.run_until(crate::serve::shutdown_signal()).await?;
     tracing::info!("stopped");
+    telemetry.shutdown();
     Ok(())
 }
