@@ -106,11 +106,6 @@ def main() -> None:
                                stdout=subprocess.DEVNULL, env={k: v for k, v in os.environ.items()
                                                                if not k.startswith("ORDER_PLATFORM_")})
                 shutil.rmtree(work / "migrate", ignore_errors=True)
-                for c in concurrencies:
-                    log(f"pgbench one row per commit, {c} clients, {duration}")
-                    r = limits.pgbench(cluster, "limitdb", c, seconds(duration), work)
-                    log(f"  {r['rowsPerSecond']} rows/s, p99 {r['latencyMs']['p99']} ms")
-                    entry["limit"].append(r)
                 db_pid = cluster.pid
                 database_url = cluster.url("platform")
 
@@ -123,19 +118,31 @@ def main() -> None:
                                check=True, stdout=subprocess.DEVNULL,
                                env={k: v for k, v in os.environ.items()
                                     if not k.startswith("ORDER_PLATFORM_")})
-                for c in concurrencies:
-                    log(f"sqlite3 one row per commit, {c} threads, {duration}")
-                    r = limits.sqlite_limit(work / "sqlite-limit" / "events.db", c, seconds(duration))
-                    log(f"  {r['rowsPerSecond']} rows/s, p99 {r['latencyMs']['p99']} ms")
-                    entry["limit"].append(r)
-                shutil.rmtree(work / "sqlite-limit", ignore_errors=True)
 
             server = Server(platform_bin, work / f"{backend}-data", database_url)
             entry["startup"] = server.start()
             log(f"server at {server.base_url}: {entry['startup']}")
             token = server.token()
-            for scenario in scenarios:
-                for c in concurrencies:
+            # The disk's flush time drifts by 10x within minutes on a shared machine: each
+            # concurrency measures its limit right before the platform's runs at it.
+            def measure_limit(c: int) -> dict:
+                if backend == "postgres":
+                    log(f"pgbench one row per commit, {c} clients, {duration}")
+                    r = limits.pgbench(cluster, "limitdb", c, seconds(duration), work)
+                else:
+                    log(f"sqlite3 one row per commit, {c} threads, {duration}")
+                    r = limits.sqlite_limit(work / "sqlite-limit" / "events.db", c, seconds(duration))
+                r["diskFlushesPerSecond"] = limits.flush_limit(work, 1.0)["flushesPerSecond"]
+                log(f"  {r['rowsPerSecond']} rows/s, p99 {r['latencyMs']['p99']} ms "
+                    f"(disk {r['diskFlushesPerSecond']} flushes/s)")
+                return r
+
+            for c in concurrencies:
+                # Before and after the platform's runs at this concurrency: the ratio uses their
+                # mean, and their spread says how far the disk drifted meanwhile.
+                before = measure_limit(c)
+                entry["limit"].append(before)
+                for scenario in scenarios:
                     log(f"{backend} / {scenario} / concurrency {c}: {duration} after {warmup}"
                         f" (load {procstat.loadavg()})")
                     load = procstat.loadavg()
@@ -149,6 +156,7 @@ def main() -> None:
                         f"server {r['serverCpuSecondsPer1000Commands']} CPU-s/1k")
                     if not server.alive():
                         raise SystemExit(f"bench/run: the server died; see {server.log_path}")
+                before["after"] = measure_limit(c)
             if "create-order" in scenarios:
                 best = max((r["commandsPerSecond"] for r in entry["runs"]
                             if r["scenario"] == "create-order"), default=0)
@@ -166,6 +174,7 @@ def main() -> None:
                 log(f"  p99 {r['latencyMs']['p99']} ms at {r['commandsPerSecond']}/s")
             server.stop()
             server = None
+            shutil.rmtree(work / "sqlite-limit", ignore_errors=True)
             if cluster is not None:
                 cluster.stop()
                 cluster = None
