@@ -65,6 +65,19 @@ impl PostgresEventStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every idle connection before handing it out: one more
+            // round trip for every query. Only a connection that has been idle
+            // for a while (where a restarted server or a dropped socket is
+            // plausible) is checked; a busy one goes straight to its query.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= CHECK_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         let migrated = match crate::migrations::POSTGRES.migrator().await {
@@ -86,6 +99,9 @@ impl PostgresEventStore {
         &self.pool
     }
 }
+
+/// A pooled connection idle for this long is pinged before it is used again.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 const EVENT_COLUMNS: &str = "global_position, event_id, stream_id, version, event_type, \
      schema_version, data, occurred_at, actor, correlation_id, causation_id, traceparent, \
