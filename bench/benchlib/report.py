@@ -108,6 +108,8 @@ def plot(results: dict, path: Path) -> None:
     for ax, title, ylabel in ((tp, "throughput", "commands/s (limit: rows/s)"),
                               (p99, "p99 latency", "ms")):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(results["settings"]["concurrencies"],
+                      [str(c) for c in results["settings"]["concurrencies"]])
         ax.set_xlabel("concurrency (clients)")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
