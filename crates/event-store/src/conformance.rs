@@ -156,6 +156,51 @@ pub async fn concurrent_appends_never_lose_or_duplicate_a_version(store: Arc<dyn
     assert_eq!(versions, [1, 2]);
 }
 
+/// Appends that wait together are committed together (group commit), but each
+/// keeps its own checks and its own answer: one reused key loses alone, the
+/// others land, each with its own positions.
+pub async fn concurrent_appends_are_answered_one_by_one(store: Arc<dyn EventStore>) {
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let req = request(Uuid::new_v4(), 0, 2);
+                // Four of them race for one key; the others have their own.
+                let key = if i < 4 {
+                    "shared".to_string()
+                } else {
+                    format!("own-{i}")
+                };
+                (req.stream_id, store.append(keyed(req, &key)).await)
+            })
+        })
+        .collect();
+    let mut landed = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (stream, Ok(a)) => landed.push((stream, a)),
+            (_, Err(StoreError::IdempotencyKeyTaken)) => refused += 1,
+            (_, Err(e)) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(
+        (landed.len(), refused),
+        (13, 3),
+        "one of the four sharing a key wins"
+    );
+    let mut positions: Vec<i64> = landed.iter().map(|(_, a)| a.last_position).collect();
+    positions.sort();
+    positions.dedup();
+    assert_eq!(positions.len(), 13, "every append has its own positions");
+    for (stream, appended) in &landed {
+        let events = store.read_stream(*stream, 0, None).await.unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(appended.last_version, 2);
+        assert_eq!(events[1].global_position, appended.last_position);
+    }
+}
+
 pub async fn keeps_the_idempotency_record_atomically_with_the_events(store: &dyn EventStore) {
     let stream = Uuid::new_v4();
     let first = keyed(request(stream, 0, 2), "key-1");
@@ -321,6 +366,10 @@ macro_rules! conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_appends_never_lose_or_duplicate_a_version() {
                 c::concurrent_appends_never_lose_or_duplicate_a_version($open.await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_appends_are_answered_one_by_one() {
+                c::concurrent_appends_are_answered_one_by_one($open.await).await
             }
             #[tokio::test]
             async fn keeps_the_idempotency_record_atomically_with_the_events() {
