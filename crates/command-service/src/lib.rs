@@ -80,16 +80,23 @@ pub(crate) struct Fingerprint<'a> {
 impl CommandService {
     /// Loads an order: the newest trusted snapshot, then the events after it.
     pub async fn load(&self, order_id: Uuid) -> Result<Option<Order>, StoreError> {
-        let snapshot = self
-            .store
-            .load_snapshot(order_id)
-            .await?
-            .filter(|s| s.schema == SNAPSHOT_SCHEMA)
-            .and_then(|s| serde_json::from_value::<Order>(s.state).ok())
-            .filter(|order| order.id == order_id);
-        let after = snapshot.as_ref().map_or(0, |o| o.version);
-        let mut state = snapshot;
-        for recorded in self.store.read_stream(order_id, after, None).await? {
+        let (snapshot, after_snapshot) = self.store.load_stream(order_id).await?;
+        let had_snapshot = snapshot.is_some();
+        let trusted = snapshot.and_then(|s| {
+            let version = s.version;
+            (s.schema == SNAPSHOT_SCHEMA)
+                .then(|| serde_json::from_value::<Order>(s.state).ok())
+                .flatten()
+                .filter(|order| order.id == order_id && order.version == version)
+        });
+        // A snapshot not trusted (older layout, another order, unreadable) is
+        // ignored: the whole stream is read instead.
+        let events = match (&trusted, had_snapshot) {
+            (None, true) => self.store.read_stream(order_id, 0, None).await?,
+            _ => after_snapshot,
+        };
+        let mut state = trusted;
+        for recorded in events {
             let event = recorded.decode()?;
             state = evolve(state, &event);
         }

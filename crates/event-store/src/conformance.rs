@@ -201,6 +201,37 @@ pub async fn concurrent_appends_are_answered_one_by_one(store: Arc<dyn EventStor
     }
 }
 
+/// What a command loads: the snapshot and only the events after it, or the
+/// whole stream when there is no snapshot.
+pub async fn loads_a_stream_from_its_snapshot(store: &dyn EventStore) {
+    let stream = Uuid::new_v4();
+    assert_eq!(store.load_stream(stream).await.unwrap(), (None, vec![]));
+    store.append(request(stream, 0, 3)).await.unwrap();
+    let (snapshot, events) = store.load_stream(stream).await.unwrap();
+    assert_eq!(snapshot, None);
+    assert_eq!(
+        events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+
+    let snap = Snapshot {
+        stream_id: stream,
+        version: 3,
+        schema: "s1".into(),
+        state: serde_json::json!({ "at": 3 }),
+    };
+    store.save_snapshot(&snap).await.unwrap();
+    let (snapshot, events) = store.load_stream(stream).await.unwrap();
+    assert_eq!(snapshot.as_ref(), Some(&snap));
+    assert!(events.is_empty(), "nothing after the snapshot yet");
+
+    store.append(request(stream, 3, 2)).await.unwrap();
+    let (snapshot, events) = store.load_stream(stream).await.unwrap();
+    assert_eq!(snapshot, Some(snap));
+    assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), [4, 5]);
+    assert_eq!(events, store.read_stream(stream, 3, None).await.unwrap());
+}
+
 pub async fn keeps_the_idempotency_record_atomically_with_the_events(store: &dyn EventStore) {
     let stream = Uuid::new_v4();
     let first = keyed(request(stream, 0, 2), "key-1");
@@ -370,6 +401,10 @@ macro_rules! conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_appends_are_answered_one_by_one() {
                 c::concurrent_appends_are_answered_one_by_one($open.await).await
+            }
+            #[tokio::test]
+            async fn loads_a_stream_from_its_snapshot() {
+                c::loads_a_stream_from_its_snapshot(&*$open.await).await
             }
             #[tokio::test]
             async fn keeps_the_idempotency_record_atomically_with_the_events() {
