@@ -156,6 +156,82 @@ pub async fn concurrent_appends_never_lose_or_duplicate_a_version(store: Arc<dyn
     assert_eq!(versions, [1, 2]);
 }
 
+/// Appends that wait together are committed together (group commit), but each
+/// keeps its own checks and its own answer: one reused key loses alone, the
+/// others land, each with its own positions.
+pub async fn concurrent_appends_are_answered_one_by_one(store: Arc<dyn EventStore>) {
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let req = request(Uuid::new_v4(), 0, 2);
+                // Four of them race for one key; the others have their own.
+                let key = if i < 4 {
+                    "shared".to_string()
+                } else {
+                    format!("own-{i}")
+                };
+                (req.stream_id, store.append(keyed(req, &key)).await)
+            })
+        })
+        .collect();
+    let mut landed = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (stream, Ok(a)) => landed.push((stream, a)),
+            (_, Err(StoreError::IdempotencyKeyTaken)) => refused += 1,
+            (_, Err(e)) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(
+        (landed.len(), refused),
+        (13, 3),
+        "one of the four sharing a key wins"
+    );
+    let mut positions: Vec<i64> = landed.iter().map(|(_, a)| a.last_position).collect();
+    positions.sort();
+    positions.dedup();
+    assert_eq!(positions.len(), 13, "every append has its own positions");
+    for (stream, appended) in &landed {
+        let events = store.read_stream(*stream, 0, None).await.unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(appended.last_version, 2);
+        assert_eq!(events[1].global_position, appended.last_position);
+    }
+}
+
+/// What a command loads: the snapshot and only the events after it, or the
+/// whole stream when there is no snapshot.
+pub async fn loads_a_stream_from_its_snapshot(store: &dyn EventStore) {
+    let stream = Uuid::new_v4();
+    assert_eq!(store.load_stream(stream).await.unwrap(), (None, vec![]));
+    store.append(request(stream, 0, 3)).await.unwrap();
+    let (snapshot, events) = store.load_stream(stream).await.unwrap();
+    assert_eq!(snapshot, None);
+    assert_eq!(
+        events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+
+    let snap = Snapshot {
+        stream_id: stream,
+        version: 3,
+        schema: "s1".into(),
+        state: serde_json::json!({ "at": 3 }),
+    };
+    store.save_snapshot(&snap).await.unwrap();
+    let (snapshot, events) = store.load_stream(stream).await.unwrap();
+    assert_eq!(snapshot.as_ref(), Some(&snap));
+    assert!(events.is_empty(), "nothing after the snapshot yet");
+
+    store.append(request(stream, 3, 2)).await.unwrap();
+    let (snapshot, events) = store.load_stream(stream).await.unwrap();
+    assert_eq!(snapshot, Some(snap));
+    assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), [4, 5]);
+    assert_eq!(events, store.read_stream(stream, 3, None).await.unwrap());
+}
+
 pub async fn keeps_the_idempotency_record_atomically_with_the_events(store: &dyn EventStore) {
     let stream = Uuid::new_v4();
     let first = keyed(request(stream, 0, 2), "key-1");
@@ -321,6 +397,14 @@ macro_rules! conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_appends_never_lose_or_duplicate_a_version() {
                 c::concurrent_appends_never_lose_or_duplicate_a_version($open.await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_appends_are_answered_one_by_one() {
+                c::concurrent_appends_are_answered_one_by_one($open.await).await
+            }
+            #[tokio::test]
+            async fn loads_a_stream_from_its_snapshot() {
+                c::loads_a_stream_from_its_snapshot(&*$open.await).await
             }
             #[tokio::test]
             async fn keeps_the_idempotency_record_atomically_with_the_events() {

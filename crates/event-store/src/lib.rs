@@ -286,6 +286,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     async fn load_snapshot(&self, stream_id: Uuid) -> Result<Option<Snapshot>>;
 
+    /// What a command loads: the stream's snapshot, if any, and the events
+    /// after its version (all events when there is none). A caller that does
+    /// not trust the snapshot reads the stream from 0 itself. Adapters may
+    /// answer in one query; this default takes two (an append between them
+    /// only adds events after the snapshot, which is still a valid load).
+    async fn load_stream(&self, stream_id: Uuid) -> Result<(Option<Snapshot>, Vec<RecordedEvent>)> {
+        let snapshot = self.load_snapshot(stream_id).await?;
+        let after = snapshot.as_ref().map_or(0, |s| s.version);
+        let events = self.read_stream(stream_id, after, None).await?;
+        Ok((snapshot, events))
+    }
+
     /// Saves a snapshot unless a newer one exists.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<()>;
 

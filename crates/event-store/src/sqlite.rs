@@ -1,28 +1,31 @@
 //! SQLite adapter: the embedded default.
 //!
 //! Gap safety comes for free here: this process is the only writer (the data
-//! dir is locked by the binary), appends are serialised by `write_gate` and run
-//! in `BEGIN IMMEDIATE` transactions, so global positions become visible in
-//! increasing order and a reader can never see position `n + 1` before `n`.
-//! The consistency token is therefore simply the last position appended.
+//! dir is locked by the binary), appends go through one committer task
+//! (`group_commit`) that writes in `BEGIN IMMEDIATE` transactions while
+//! holding `write_gate`, so global positions become visible in increasing
+//! order and a reader can never see position `n + 1` before `n`. The
+//! consistency token is therefore simply the last position appended.
 
 use crate::EmbeddedMigrations;
 use crate::{
     AppendRequest, Appended, Backlog, ConsistencyToken, EventStore, LogBatch, LogCursor,
-    RecordedEvent, Result, Snapshot, StoreError, StoreId, StoredResponse, Violation, to_i64,
-    to_u64, violation,
+    RecordedEvent, Result, Snapshot, StoreError, StoreId, StoredResponse, to_i64, to_u64,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use uuid::Uuid;
+
+mod group_commit;
 
 /// Opens a SQLite database file of this process for a connection pool, creating
 /// and migrating it first, without racing itself.
@@ -61,6 +64,9 @@ pub async fn open_pool(
         .min_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
+        // A connection to a local file does not go stale; sqlx's ping before
+        // every acquire would cost a hop to the connection's thread per query.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
 }
@@ -70,8 +76,13 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteEventStore {
     pool: SqlitePool,
-    write_gate: Mutex<()>,
+    /// Held by whoever writes: the committer for a batch of appends, and
+    /// `save_snapshot`. One writer at a time is all SQLite allows; queueing
+    /// here instead of in SQLite's busy handler keeps writers from sleeping.
+    write_gate: Arc<Mutex<()>>,
     store_id: StoreId,
+    /// Every append of this process goes through it (see `group_commit`).
+    group: group_commit::GroupCommit,
 }
 
 impl SqliteEventStore {
@@ -85,20 +96,13 @@ impl SqliteEventStore {
             .await?;
         let store_id = Uuid::parse_str(&store_id)
             .map_err(|e| StoreError::Corrupt(format!("store id {store_id:?}: {e}")))?;
+        let write_gate = Arc::new(Mutex::new(()));
         Ok(SqliteEventStore {
+            group: group_commit::GroupCommit::start(pool.clone(), write_gate.clone()),
             pool,
-            write_gate: Mutex::new(()),
+            write_gate,
             store_id: StoreId(store_id),
         })
-    }
-
-    async fn current_version(tx: &mut Transaction<'_, Sqlite>, stream: &str) -> Result<u64> {
-        let v: i64 =
-            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?")
-                .bind(stream)
-                .fetch_one(&mut **tx)
-                .await?;
-        to_u64(v, "version")
     }
 }
 
@@ -133,74 +137,7 @@ fn decode(row: &SqliteRow) -> Result<RecordedEvent> {
 #[async_trait]
 impl EventStore for SqliteEventStore {
     async fn append(&self, request: AppendRequest) -> Result<Appended> {
-        let _writer = self.write_gate.lock().await;
-        let stream = request.stream_id.to_string();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-
-        let actual = Self::current_version(&mut tx, &stream).await?;
-        if actual != request.expected_version {
-            return Err(StoreError::Conflict {
-                stream_id: request.stream_id,
-                expected: request.expected_version,
-                actual,
-            });
-        }
-        if let Some((key, stored)) = &request.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency (key, request_hash, status, response, created_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(&stored.request_hash)
-            .bind(i64::from(stored.status))
-            .bind(stored.response.to_string())
-            .bind(Utc::now())
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(StoreError::IdempotencyKeyTaken);
-            }
-        }
-
-        let mut version = actual;
-        let mut last_position = 0;
-        let meta = &request.metadata;
-        for event in &request.events {
-            version += 1;
-            last_position = sqlx::query_scalar(&format!(
-                "INSERT INTO events ({EVENT_COLUMNS}) \
-                 VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING global_position"
-            ))
-            .bind(event.event_id.to_string())
-            .bind(&stream)
-            .bind(to_i64(version)?)
-            .bind(&event.event_type)
-            .bind(i64::from(event.schema_version))
-            .bind(event.data.to_string())
-            .bind(event.occurred_at)
-            .bind(&event.actor)
-            .bind(&meta.correlation_id)
-            .bind(meta.command_id.to_string())
-            .bind(&meta.traceparent)
-            .bind(&meta.idempotency_key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| match violation(&e) {
-                // Unreachable while `write_gate` serialises appends, but the schema has the last word.
-                Some(Violation::StreamVersion) => StoreError::Conflict {
-                    stream_id: request.stream_id,
-                    expected: request.expected_version,
-                    actual: version - 1,
-                },
-                _ => e.into(),
-            })?;
-        }
-        tx.commit().await?;
-        Ok(Appended {
-            last_version: version,
-            last_position,
-            consistency_token: ConsistencyToken(last_position as u64),
-        })
+        self.group.append(request).await
     }
 
     async fn read_stream(

@@ -22,6 +22,8 @@ pub(crate) struct Api {
 pub(crate) struct Ack {
     pub(crate) order_id: String,
     pub(crate) version: u64,
+    /// The `X-Consistency-Token` of the answer, for a read-your-writes read.
+    pub(crate) token: Option<String>,
 }
 
 /// A failed request: the status (or transport error kind) and some of the body.
@@ -80,16 +82,58 @@ impl Api {
         .await
     }
 
+    pub(crate) async fn approve(&self, order_id: &str) -> Result<Ack, Failure> {
+        self.command(
+            format!("{}/api/v1/orders/{order_id}/approve", self.base),
+            json!({"reason": "load test"}),
+        )
+        .await
+    }
+
+    pub(crate) async fn ship(&self, order_id: &str) -> Result<Ack, Failure> {
+        self.command(
+            format!("{}/api/v1/orders/{order_id}/ship", self.base),
+            json!({"trackingNumber": format!("LG-{order_id}"), "carrier": "loadgen"}),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/orders/{id}` from the read model, as a measured request,
+    /// with the consistency token of the client's last command (read your
+    /// writes: the answer waits until the read model has applied it).
+    pub(crate) async fn get_order(
+        &self,
+        order_id: &str,
+        token: Option<&str>,
+    ) -> Result<Ack, Failure> {
+        let mut request = self
+            .client
+            .get(format!("{}/api/v1/orders/{order_id}", self.query_base))
+            .header("Authorization", &self.auth);
+        if let Some(token) = token {
+            request = request.header("X-Consistency-Token", token);
+        }
+        Self::ack(request).await
+    }
+
     async fn command(&self, url: String, body: Value) -> Result<Ack, Failure> {
-        let response = self
+        let request = self
             .client
             .post(url)
             .header("Authorization", &self.auth)
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport_failure)?;
+            .json(&body);
+        Self::ack(request).await
+    }
+
+    /// Sends the request and reads `orderId` and `version` from a 2xx body.
+    async fn ack(request: reqwest::RequestBuilder) -> Result<Ack, Failure> {
+        let response = request.send().await.map_err(transport_failure)?;
         let status = response.status();
+        let token = response
+            .headers()
+            .get("x-consistency-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = response.text().await.map_err(transport_failure)?;
         if !status.is_success() {
             return Err(Failure {
@@ -104,7 +148,11 @@ impl Api {
         let order_id = parsed["orderId"].as_str().map(str::to_string);
         let version = parsed["version"].as_u64();
         match (order_id, version) {
-            (Some(order_id), Some(version)) => Ok(Ack { order_id, version }),
+            (Some(order_id), Some(version)) => Ok(Ack {
+                order_id,
+                version,
+                token,
+            }),
             _ => Err(Failure {
                 key: format!("{} (no orderId/version)", status.as_u16()),
                 detail: truncate(&text, 200),

@@ -10,6 +10,10 @@ pub(crate) enum Scenario {
     CreateOrder,
     /// Every request adds a line with a new SKU to the worker's own order.
     AddItem,
+    /// An order's whole life, one request at a time: create (one line), add a
+    /// line, approve, ship, then read it back (GET with the last command's consistency token).
+    /// Four commands and one read per cycle; every request is measured.
+    Mixed,
 }
 
 impl Scenario {
@@ -17,6 +21,7 @@ impl Scenario {
         match self {
             Scenario::CreateOrder => "create-order",
             Scenario::AddItem => "add-item",
+            Scenario::Mixed => "mixed",
         }
     }
 }

@@ -29,6 +29,13 @@ struct WorkerResult {
     setup_errors: u64,
     rollovers: u64,
     last_completion: Option<Instant>,
+    /// Measured latencies by kind of request (mixed: create, add-item, ...).
+    by_step: BTreeMap<&'static str, Vec<Duration>>,
+    /// Command requests sent in any phase (warm-up, measured, add-item set-up):
+    /// the denominator of the server's CPU per command.
+    commands_issued: u64,
+    /// Measured successful requests that were commands (mixed also reads).
+    command_successes: u64,
 }
 
 impl WorkerResult {
@@ -114,6 +121,10 @@ async fn worker(
                 continue;
             }
         }
+        let step = state.next_step(scenario);
+        if step.is_command() {
+            result.commands_issued += 1;
+        }
         let started = Instant::now();
         let outcome = state.command(&api, scenario).await;
         let finished = Instant::now();
@@ -122,19 +133,25 @@ async fn worker(
             continue;
         }
         result.last_completion = Some(finished);
+        // Errors are timed too: a slow 503 is still a slow answer.
+        result.latencies.push(finished - started);
+        result
+            .by_step
+            .entry(step.name())
+            .or_default()
+            .push(finished - started);
         match outcome {
             Ok(_) => {
                 result.successes += 1;
-                result.latencies.push(finished - started);
+                if step.is_command() {
+                    result.command_successes += 1;
+                }
             }
-            Err(failure) => {
-                // Errors are timed too: a slow 503 is still a slow answer.
-                result.latencies.push(finished - started);
-                result.record_error(failure);
-            }
+            Err(failure) => result.record_error(failure),
         }
     }
     result.rollovers = state.orders_created.saturating_sub(1);
+    result.commands_issued += state.orders_created;
     result
 }
 
@@ -199,9 +216,17 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Summary> {
     let mut warmup_requests = 0;
     let mut rollovers = 0;
     let mut last = measure_from;
+    let mut by_step: BTreeMap<&'static str, Vec<Duration>> = BTreeMap::new();
+    let mut commands_issued = 0;
+    let mut command_successes = 0;
     for handle in handles {
         let r = handle.await.context("a worker panicked")?;
         latencies.extend(r.latencies);
+        for (step, times) in r.by_step {
+            by_step.entry(step).or_default().extend(times);
+        }
+        commands_issued += r.commands_issued;
+        command_successes += r.command_successes;
         successes += r.successes;
         warmup_requests += r.warmup_requests;
         rollovers += r.rollovers;
@@ -221,6 +246,9 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Summary> {
         }
     }
     latencies.sort();
+    for times in by_step.values_mut() {
+        times.sort();
+    }
     let requests = latencies.len() as u64;
     // Duration mode: the window is the configured one, stretched by requests
     // still in flight when it closed. Request mode: until the last answer.
@@ -243,6 +271,9 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Summary> {
         latencies,
         warmup_requests,
         rollovers,
+        by_step,
+        commands_issued,
+        command_successes,
         visibility,
         visibility_first,
         visibility_timeouts,

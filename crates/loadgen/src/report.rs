@@ -44,9 +44,18 @@ pub(crate) fn to_json(args: &Args, s: &Summary) -> Value {
         "orderRollovers": s.rollovers,
         "windowSeconds": s.window.as_secs_f64(),
         "throughputPerSecond": (s.throughput() * 10.0).round() / 10.0,
+        "commandSuccesses": s.command_successes,
+        "commandsPerSecond": (s.command_throughput() * 10.0).round() / 10.0,
+        "commandsIssued": s.commands_issued,
+        "latencyByStepMs": s.by_step.iter().map(|(step, lat)| (step.to_string(), json!({
+            "requests": lat.len(),
+            "p50": ms(percentile(lat, 50.0)),
+            "p99": ms(percentile(lat, 99.0)),
+        }))).collect::<serde_json::Map<String, Value>>(),
         "latencyMs": {
             "p50": ms(percentile(lat, 50.0)),
             "p90": ms(percentile(lat, 90.0)),
+            "p95": ms(percentile(lat, 95.0)),
             "p99": ms(percentile(lat, 99.0)),
             "max": ms(lat.last().copied()),
         },
@@ -111,6 +120,26 @@ pub(crate) fn human(args: &Args, s: &Summary, out: &mut dyn Write) -> std::io::R
     )?;
     if args.scenario == Scenario::AddItem {
         writeln!(out, "  {:<28} {:>12}", "order rollovers", s.rollovers)?;
+    }
+    if args.scenario == Scenario::Mixed {
+        writeln!(
+            out,
+            "  {:<28} {:>12.1}",
+            "commands/s (without reads)",
+            s.command_throughput()
+        )?;
+        for (step, lat) in &s.by_step {
+            writeln!(
+                out,
+                "  {:<28} {:>12}",
+                format!("{step} p50 / p99 (ms)"),
+                format!(
+                    "{} / {}",
+                    fmt_ms(percentile(lat, 50.0)),
+                    fmt_ms(percentile(lat, 99.0))
+                )
+            )?;
+        }
     }
     writeln!(out)?;
     writeln!(

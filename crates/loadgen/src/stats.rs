@@ -24,6 +24,12 @@ pub(crate) struct Summary {
     pub(crate) latencies: Vec<Duration>,
     pub(crate) warmup_requests: u64,
     pub(crate) rollovers: u64,
+    /// Sorted latencies by kind of request (one kind except for mixed).
+    pub(crate) by_step: BTreeMap<&'static str, Vec<Duration>>,
+    /// Command requests sent in any phase, including warm-up and set-up.
+    pub(crate) commands_issued: u64,
+    /// Measured successful requests that were commands (not reads).
+    pub(crate) command_successes: u64,
     pub(crate) visibility: Vec<Duration>,
     /// The first sample, taken right after the load phase: high when the
     /// projector still had a backlog to work off.
@@ -37,6 +43,14 @@ impl Summary {
         let secs = self.window.as_secs_f64();
         if secs > 0.0 {
             self.successes as f64 / secs
+        } else {
+            0.0
+        }
+    }
+    pub(crate) fn command_throughput(&self) -> f64 {
+        let secs = self.window.as_secs_f64();
+        if secs > 0.0 {
+            self.command_successes as f64 / secs
         } else {
             0.0
         }

@@ -23,6 +23,11 @@ pub(crate) async fn measure_visibility(
     samples: u32,
     run: &str,
 ) -> (Vec<Duration>, Option<Duration>, u64, BTreeMap<String, u64>) {
+    // The mixed scenario's samples are its first step, a create.
+    let scenario = match scenario {
+        Scenario::Mixed => Scenario::CreateOrder,
+        other => other,
+    };
     let mut state = WorkerState::new(u32::MAX, run);
     state.customer = format!("loadgen-{run}-visibility");
     let mut times = Vec::with_capacity(samples as usize);

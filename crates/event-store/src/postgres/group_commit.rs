@@ -76,12 +76,14 @@ async fn committer(pool: PgPool, mut waiting: mpsc::UnboundedReceiver<(AppendReq
 
 /// Commits the requests that pass their checks; one answer per request, in order.
 async fn commit(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Result<Appended>>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock((x'4f50'::bigint << 32) | 'events'::regclass::oid::bigint)",
-    )
-    .execute(&mut *tx)
-    .await?;
+    // One round trip: the transaction starts holding the append lock (simple
+    // query protocol, two statements; the batch reads nothing before the lock).
+    let mut tx = pool
+        .begin_with(
+            "BEGIN; SELECT pg_advisory_xact_lock((x'4f50'::bigint << 32) \
+             | 'events'::regclass::oid::bigint)",
+        )
+        .await?;
 
     let streams: Vec<Uuid> = requests.iter().map(|r| r.stream_id).collect();
     let mut versions: HashMap<Uuid, u64> = HashMap::new();
@@ -98,13 +100,17 @@ async fn commit(pool: &PgPool, requests: &[AppendRequest]) -> Result<Vec<Result<
         .iter()
         .filter_map(|r| r.idempotency.as_ref().map(|(k, _)| k.as_str()))
         .collect();
-    let mut taken: HashSet<String> =
+    // Most commands carry no key: no round trip for them.
+    let mut taken: HashSet<String> = if keys.is_empty() {
+        HashSet::new()
+    } else {
         sqlx::query_scalar::<_, String>("SELECT key FROM idempotency WHERE key = ANY($1)")
             .bind(&keys)
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
-            .collect();
+            .collect()
+    };
 
     // Decide each request in arrival order against the store and the batch so far.
     let mut answers: Vec<Result<Appended>> = Vec::with_capacity(requests.len());
