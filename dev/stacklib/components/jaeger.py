@@ -31,7 +31,7 @@ from ..webclient import http_json
 
 class Jaeger(Component):
     name = "jaeger"
-    ports = {"otlp_http": 54318, "query": 56686, "query_grpc": 56685, "health": 53133}
+    ports = {"port": 56686, "otlp_http": 54318, "query_grpc": 56685, "health": 53133}
     start_timeout = 60
 
     def version(self) -> str:
@@ -96,7 +96,7 @@ extensions:
     storage:
       traces: memstore
     http:
-      endpoint: 127.0.0.1:{self.port('query')}
+      endpoint: 127.0.0.1:{self.port()}
     grpc:
       endpoint: 127.0.0.1:{self.port('query_grpc')}
 receivers:
@@ -119,7 +119,7 @@ exporters:
         return str(self.config).encode()
 
     def query_url(self) -> str:
-        return f"http://127.0.0.1:{self.port('query')}"
+        return f"http://127.0.0.1:{self.port()}"
 
     def otlp_endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port('otlp_http')}"
