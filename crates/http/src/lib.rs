@@ -16,8 +16,8 @@ mod extract;
 mod json;
 mod limits;
 mod observe;
-mod trace;
 pub mod openapi;
+mod trace;
 
 pub use error::ApiError;
 pub use extract::{

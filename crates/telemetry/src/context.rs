@@ -30,7 +30,8 @@ fn remote_context(traceparent: &str) -> Option<SpanContext> {
 pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
     let parent = traceparent.and_then(remote_context);
     if let Some(parent) = &parent {
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
+        let _ =
+            span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent.clone()));
     }
     let own = span.context().span().span_context().clone();
     let trace_id = if own.is_valid() {
@@ -92,7 +93,10 @@ mod tests {
     #[test]
     fn without_an_opentelemetry_layer_a_span_has_no_context_of_its_own() {
         let span = tracing::info_span!("x", trace_id = tracing::field::Empty);
-        continue_trace(&span, Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
+        continue_trace(
+            &span,
+            Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        );
         assert_eq!(traceparent(&span), None);
     }
 }

@@ -184,8 +184,7 @@ mod tests {
     fn a_line_inside_a_request_carries_its_request_and_trace_ids_at_the_top_level() {
         let captured = Captured::default();
         let writer = captured.clone();
-        let subscriber =
-            tracing_subscriber::registry().with(JsonLogs::new(move || writer.clone()));
+        let subscriber = tracing_subscriber::registry().with(JsonLogs::new(move || writer.clone()));
         tracing::subscriber::with_default(subscriber, || {
             let request = tracing::info_span!(
                 "http.request",

@@ -151,11 +151,15 @@ fn tracer_provider(
         .build();
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            config.sample_ratio,
-        ))))
+        .with_sampler(sampler(config.sample_ratio))
         .with_resource(resource)
         .build())
+}
+
+/// Parent-based: a trace the caller sampled (or not) stays so; a new one is sampled with
+/// probability `ratio`, decided by its trace id so that every service agrees.
+fn sampler(ratio: f64) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
 }
 
 /// The URL spans are posted to: `endpoint` + `/v1/traces` when `endpoint` is a bare base
@@ -194,6 +198,30 @@ mod tests {
             let _ = tracing::enabled!(tracing::Level::DEBUG);
             let span = tracing::info_span!("event_store.append");
             assert!(traceparent(&span).is_some(), "the span has a trace context");
+        });
+    }
+
+    #[test]
+    fn a_new_trace_follows_the_ratio_and_a_continued_one_its_callers_decision() {
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler(0.0))
+            .build();
+        let logs = tracing_subscriber::EnvFilter::new("info");
+        let subscriber = subscriber(logs, std::io::sink, Some(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let new = tracing::info_span!("new", trace_id = tracing::field::Empty);
+            continue_trace(&new, None);
+            let flags = traceparent(&new).unwrap();
+            assert!(flags.ends_with("-00"), "ratio 0: not sampled, {flags}");
+            let called = tracing::info_span!("called", trace_id = tracing::field::Empty);
+            let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+            continue_trace(&called, Some(caller));
+            let own = traceparent(&called).unwrap();
+            assert!(
+                own.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+                "{own}"
+            );
+            assert!(own.ends_with("-01"), "the caller sampled it: {own}");
         });
     }
 

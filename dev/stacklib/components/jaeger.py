@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -48,9 +49,13 @@ class Jaeger(Component):
         module = f"github.com/jaegertracing/jaeger@{V['JAEGER_GO_MODULE_VERSION']}"
         log(self.name, f"building {module} (cmd/jaeger), once; a few minutes on 2 cores")
         env = dict(os.environ, GOFLAGS="-mod=mod")
-        described = run([go, "mod", "download", "-json", module], what=f"go mod download {module}",
-                        env=env, cwd=CACHE_DIR)
-        source = Path(json.loads(described)["Dir"])
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        # Not `run`: it merges stderr (go's progress lines) into the JSON on stdout.
+        described = subprocess.run([go, "mod", "download", "-json", module], capture_output=True,
+                                   text=True, env=env, cwd=CACHE_DIR, timeout=1800)
+        if described.returncode != 0:
+            raise StackError(f"go mod download {module} failed:\n{described.stdout}{described.stderr}")
+        source = Path(json.loads(described.stdout)["Dir"])
         build_dir = CACHE_DIR / "jaeger-src" / V["JAEGER_GO_MODULE_VERSION"]
         if not (build_dir / "go.mod").exists():
             shutil.rmtree(build_dir, ignore_errors=True)

@@ -379,12 +379,27 @@ fn trace_export_is_off_by_default_and_comes_from_flags_then_the_file() {
 #[test]
 fn a_bad_trace_setting_names_its_key_and_what_it_takes() {
     for (text, key, hint) in [
-        ("otlp_endpoint = \"jaeger:4318\"\n", "otlp_endpoint", "http://"),
+        (
+            "otlp_endpoint = \"jaeger:4318\"\n",
+            "otlp_endpoint",
+            "http://",
+        ),
         ("otlp_endpoint = 4318\n", "otlp_endpoint", "URL"),
-        ("trace_sample_ratio = 1.5\n", "trace_sample_ratio", "0.0 to 1.0"),
-        ("trace_sample_ratio = \"all\"\n", "trace_sample_ratio", "0.0 to 1.0"),
+        (
+            "trace_sample_ratio = 1.5\n",
+            "trace_sample_ratio",
+            "0.0 to 1.0",
+        ),
+        (
+            "trace_sample_ratio = \"all\"\n",
+            "trace_sample_ratio",
+            "0.0 to 1.0",
+        ),
     ] {
         let error = format!("{:#}", parse(text).unwrap_err());
-        assert!(error.contains(key) && error.contains(hint), "{text}: {error}");
+        assert!(
+            error.contains(key) && error.contains(hint),
+            "{text}: {error}"
+        );
     }
 }

@@ -139,7 +139,13 @@ async fn a_command_is_one_trace_from_the_gateway_to_elasticsearch_and_the_logs_k
     let mut relay = Spawned::start(
         "relay",
         &[
-            &["relay", "--listen", "127.0.0.1:0", "--database-url", &db.url][..],
+            &[
+                "relay",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                &db.url,
+            ][..],
             &["--kafka-bootstrap-servers", &bootstrap],
             &["--schema-registry-url", &registry, "--topic", &topic],
             &["--partitions", "1"],
@@ -155,7 +161,12 @@ async fn a_command_is_one_trace_from_the_gateway_to_elasticsearch_and_the_logs_k
             &["--database-url", &db.url, "--data-dir", &data],
             &["--kafka-bootstrap-servers", &bootstrap],
             &["--schema-registry-url", &registry],
-            &["--elasticsearch-url", &elasticsearch, "--es-index-prefix", &prefix],
+            &[
+                "--elasticsearch-url",
+                &elasticsearch,
+                "--es-index-prefix",
+                &prefix,
+            ],
             &["--topic", &topic, "--group-id", &group],
             &tracing,
         ]
@@ -166,7 +177,12 @@ async fn a_command_is_one_trace_from_the_gateway_to_elasticsearch_and_the_logs_k
         "gateway",
         &[
             &["gateway", "--listen", "127.0.0.1:0"][..],
-            &["--command-url", &commands.base, "--query-url", &queries.base],
+            &[
+                "--command-url",
+                &commands.base,
+                "--query-url",
+                &queries.base,
+            ],
             &["--data-dir", &data],
             &tracing,
         ]
@@ -198,7 +214,11 @@ async fn a_command_is_one_trace_from_the_gateway_to_elasticsearch_and_the_logs_k
         .post(gateway.url("/api/v1/orders"))
         .bearer_auth(&token)
         .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
-        .json(&order_body(&customer, "USD", &[("SKU-T", "Traced mug", 1, "4.00")]))
+        .json(&order_body(
+            &customer,
+            "USD",
+            &[("SKU-T", "Traced mug", 1, "4.00")],
+        ))
         .send()
         .await
         .expect("the gateway answers");
@@ -233,7 +253,10 @@ async fn a_command_is_one_trace_from_the_gateway_to_elasticsearch_and_the_logs_k
     };
     let exported = body.to_string();
     assert!(!exported.contains(&token), "the token reached Jaeger");
-    assert!(!exported.contains(&customer), "the customer's name reached Jaeger");
+    assert!(
+        !exported.contains(&customer),
+        "the customer's name reached Jaeger"
+    );
 
     // Logs: read once every process has stopped (and flushed).
     for service in [&mut gateway, &mut commands, &mut queries, &mut relay] {

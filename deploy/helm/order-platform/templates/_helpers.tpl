@@ -69,6 +69,10 @@ then the component's `env` on top. Called with (dict "root" $ "name" <component>
 {{- end -}}
 {{- $_ := set $cfg "ORDER_PLATFORM_GROUP_ID" $s.groupId -}}
 {{- end -}}
+{{- if and $s.tracing $s.tracing.otlpEndpoint -}}
+{{- $_ := set $cfg "ORDER_PLATFORM_OTLP_ENDPOINT" $s.tracing.otlpEndpoint -}}
+{{- $_ := set $cfg "ORDER_PLATFORM_TRACE_SAMPLE_RATIO" (toString ($s.tracing.sampleRatio | default "1.0")) -}}
+{{- end -}}
 {{- if eq $name "gateway" -}}
 {{- $_ := set $cfg "ORDER_PLATFORM_COMMAND_URL" (printf "http://%s:%v" (include "order-platform.componentName" (dict "root" $root "name" "command-service")) $root.Values.port) -}}
 {{- $_ := set $cfg "ORDER_PLATFORM_QUERY_URL" (printf "http://%s:%v" (include "order-platform.componentName" (dict "root" $root "name" "query-service")) $root.Values.port) -}}
