@@ -330,7 +330,7 @@ impl Limiter {
             };
         };
         let checks = self.memory_checks.fetch_add(1, Ordering::Relaxed);
-        if checks % SWEEP_CHECK_EVERY == 0 && limiter.len() > MEMORY_KEYS_SWEEP_AT {
+        if checks.is_multiple_of(SWEEP_CHECK_EVERY) && limiter.len() > MEMORY_KEYS_SWEEP_AT {
             limiter.retain_recent();
         }
         match limiter.check_key(&key) {
