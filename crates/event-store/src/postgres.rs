@@ -100,17 +100,24 @@ impl PostgresEventStore {
     }
 }
 
-/// [`EventStore::load_stream`] in one query: the snapshot row, if any, joined
-/// to the events after its version. With no event after it there is still one
-/// row, its event columns NULL; with no snapshot either, one row of NULLs.
-const LOAD_STREAM: &str = "SELECT s.version AS snapshot_version, s.schema AS snapshot_schema, \
-     s.state AS snapshot_state, e.global_position, e.event_id, e.stream_id, e.version, \
+/// [`EventStore::load_stream`] in one query (one statement, so one snapshot
+/// of the database): the snapshot row, if any, first, then the events after
+/// its version. The snapshot's state is sent once, not with every event (a
+/// join would repeat it, and encoding JSONB is most of the query's cost).
+const LOAD_STREAM: &str = "SELECT 0 AS part, version AS snapshot_version, \
+     schema AS snapshot_schema, state AS snapshot_state, NULL::bigint AS global_position, \
+     NULL::uuid AS event_id, NULL::uuid AS stream_id, NULL::bigint AS version, \
+     NULL::text AS event_type, NULL::int AS schema_version, NULL::jsonb AS data, \
+     NULL::timestamptz AS occurred_at, NULL::text AS actor, NULL::text AS correlation_id, \
+     NULL::uuid AS causation_id, NULL::text AS traceparent, NULL::text AS idempotency_key \
+     FROM snapshots WHERE stream_id = $1 \
+     UNION ALL \
+     SELECT 1, NULL, NULL, NULL, e.global_position, e.event_id, e.stream_id, e.version, \
      e.event_type, e.schema_version, e.data, e.occurred_at, e.actor, e.correlation_id, \
      e.causation_id, e.traceparent, e.idempotency_key \
-     FROM (SELECT $1::uuid AS id) k \
-     LEFT JOIN snapshots s ON s.stream_id = k.id \
-     LEFT JOIN events e ON e.stream_id = k.id AND e.version > COALESCE(s.version, 0) \
-     ORDER BY e.version";
+     FROM events e WHERE e.stream_id = $1 \
+     AND e.version > COALESCE((SELECT version FROM snapshots WHERE stream_id = $1), 0) \
+     ORDER BY part, version";
 
 /// A pooled connection idle for this long is pinged before it is used again.
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);

@@ -62,6 +62,9 @@ pub(crate) struct Cli {
     pub(crate) command: Option<Command>,
 }
 
+// `CommandService` names the `command-service` subcommand (clap derives the
+// name from the variant), so it keeps the enum's name as its prefix.
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 // `CommandService` is named after the subcommand it is (`command-service`).
 #[allow(clippy::enum_variant_names)]
