@@ -66,8 +66,6 @@ pub(crate) struct Cli {
 // name from the variant), so it keeps the enum's name as its prefix.
 #[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
-// `CommandService` is named after the subcommand it is (`command-service`).
-#[allow(clippy::enum_variant_names)]
 pub(crate) enum Command {
     /// Run the whole platform in one process (the default).
     Serve(ServeArgs),
