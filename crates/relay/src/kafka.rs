@@ -368,6 +368,52 @@ fn read_committed_consumer(bootstrap: &str) -> Result<BaseConsumer, RelayError> 
         .map_err(|e| kafka_error("creating the consumer", e))
 }
 
+/// A consumer that sees every message, committed or not: its high watermark is the log's end,
+/// where a `read_committed` one stops at the last stable offset.
+fn read_uncommitted_consumer(bootstrap: &str) -> Result<BaseConsumer, RelayError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "order-relay-scan")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .map_err(|e| kafka_error("creating the consumer", e))
+}
+
+/// The partition's (low, last stable offset) once no transaction is open in it: a transaction
+/// of ours that was committing when the broker went away may be completed by the coordinator
+/// only after it comes back, its markers written after our new producer was initialised. Until
+/// then its messages are neither visible nor aborted, and a scan that stopped before them
+/// would publish them a second time. Nothing but this relay's transactional id writes to the
+/// topic and the new producer fenced the old one, so every open transaction is finishing.
+fn settled_watermarks(
+    committed: &BaseConsumer,
+    uncommitted: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<(i64, i64), RelayError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (low, stable) = committed
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| kafka_error("reading watermarks", e))?;
+        let (_, end) = uncommitted
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| kafka_error("reading watermarks", e))?;
+        if stable >= end {
+            return Ok((low, stable));
+        }
+        if Instant::now() >= deadline {
+            return Err(RelayError::Kafka(format!(
+                "partition {partition} of {topic} still has an open transaction after \
+                 {timeout:?} (stable offset {stable}, end {end})"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Closes a consumer without waiting for it: closing one that has a group id waits seconds for
 /// a group coordinator it never used, and nothing here depends on that close.
 fn close_in_background(consumer: BaseConsumer) {
@@ -479,15 +525,15 @@ pub async fn committed_tail(
     );
     blocking(move || {
         let consumer = read_committed_consumer(&bootstrap)?;
+        let uncommitted = read_uncommitted_consumer(&bootstrap)?;
         let mut highest = 0;
         let mut mark = Watermark {
             store_id: store.0.to_string(),
             ..Watermark::default()
         };
         for partition in partitions(&consumer, &topic, timeout)? {
-            let (low, high) = consumer
-                .fetch_watermarks(&topic, partition, timeout)
-                .map_err(|e| kafka_error("reading watermarks", e))?;
+            let (low, high) =
+                settled_watermarks(&consumer, &uncommitted, &topic, partition, timeout)?;
             if high <= low {
                 continue; // empty
             }
@@ -518,6 +564,7 @@ pub async fn committed_tail(
             }
         }
         close_in_background(consumer);
+        close_in_background(uncommitted);
         mark.global_position = highest;
         Ok((LogCursor { position: highest }, mark))
     })
