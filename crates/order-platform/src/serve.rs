@@ -21,7 +21,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// Opens the event store the arguments name, running its migrations.
 pub(crate) async fn open_event_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
@@ -120,12 +119,9 @@ pub async fn migrate(args: StoreArgs) -> anyhow::Result<()> {
 pub struct App {
     /// The address it listens on (the port the system chose, for `:0`).
     addr: SocketAddr,
-    /// Set to `true` to stop: the HTTP server drains its connections, then the
-    /// projector stops, then the data dir is unlocked. Written by `shutdown`,
-    /// `run_until` and drop; read by the server task.
-    stop: watch::Sender<bool>,
-    /// The server task until it has been awaited; it ends with `serve`'s result.
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Stopping it drains the HTTP server, then stops the projector, then
+    /// unlocks the data dir.
+    server: crate::service::ServerTask,
 }
 
 impl App {
@@ -189,8 +185,7 @@ impl App {
         });
         Ok(App {
             addr,
-            stop,
-            task: Some(task),
+            server: crate::service::ServerTask::new(stop, task),
         })
     }
 
@@ -201,34 +196,18 @@ impl App {
 
     /// Whether it is still serving (it stops by itself only on an error).
     pub fn is_running(&self) -> bool {
-        self.task.as_ref().is_some_and(|t| !t.is_finished())
+        self.server.is_running()
     }
 
     /// Serves until `signal` completes, then shuts down gracefully.
-    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Some(mut task) = self.task.take() else {
-            return Ok(());
-        };
-        tokio::select! {
-            () = signal => {}
-            ended = &mut task => return joined(ended),
-        }
-        let _ = self.stop.send(true);
-        joined(task.await)
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        self.server.run_until(signal).await
     }
 
     /// Stops accepting connections, lets open requests finish, stops the
     /// projector and unlocks the data dir.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.run_until(std::future::ready(())).await
-    }
-}
-
-impl Drop for App {
-    /// Dropped without `shutdown` (a failing test): the server still stops, in
-    /// the background.
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
     }
 }
 
@@ -260,10 +239,6 @@ pub(crate) fn cannot_listen(address: SocketAddr, error: std::io::Error) -> anyho
         _ => format!("cannot listen on {address}\n  {choose}"),
     };
     anyhow::Error::new(error).context(message)
-}
-
-fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
-    ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
 }
 
 /// The verifier `args` ask for: the OIDC issuer's keys when an issuer is set

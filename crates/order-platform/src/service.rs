@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use order_auth::{LocalSigningKey, TokenVerifier};
 use order_http::{ApiError, Limits, ReadinessCheck, Verifier};
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -130,4 +131,56 @@ pub(crate) fn service_router(api: OpenApiRouter, parts: ServiceParts) -> Router 
         })
         .layer(axum::Extension(Verifier(parts.verifier)));
     order_http::common_layers(routes, parts.body_limit)
+}
+
+/// A running service's server task and the switch that stops it (`App`,
+/// `QueryServiceApp`). Dropped without [`ServerTask::run_until`] (a failing
+/// test), the server still stops, in the background.
+pub(crate) struct ServerTask {
+    /// Set to `true` to stop: the HTTP server drains its connections, then what
+    /// outlives it (the projector) stops.
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The server task until it has been awaited; it ends with the service's result.
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl ServerTask {
+    pub fn new(
+        stop: tokio::sync::watch::Sender<bool>,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) -> ServerTask {
+        ServerTask {
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// Whether it is still serving (it stops by itself only on an error).
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Serves until `signal` completes (or the server ends by itself), then
+    /// shuts down gracefully and returns the server's result.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Some(mut task) = self.task.take() else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = signal => {}
+            ended = &mut task => return joined(ended),
+        }
+        let _ = self.stop.send(true);
+        joined(task.await)
+    }
+}
+
+impl Drop for ServerTask {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
 }

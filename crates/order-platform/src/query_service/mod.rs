@@ -38,7 +38,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 mod starting;
 
@@ -54,12 +53,11 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// and what tests start in their own process.
 pub struct QueryServiceApp {
     addr: SocketAddr,
-    /// Set to `true` to stop (see [`QueryServiceApp::shutdown`]).
-    stop: watch::Sender<bool>,
+    /// Stopping it drains the HTTP server, then stops the projector.
+    server: crate::service::ServerTask,
     /// Becomes `true` once PostgreSQL and Elasticsearch were reached and every route
     /// answers; written by the connecting task.
     started: watch::Receiver<bool>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 /// What the connecting task builds once its dependencies are reached.
@@ -185,9 +183,8 @@ impl QueryServiceApp {
         });
         Ok(QueryServiceApp {
             addr,
-            stop,
             started,
-            task: Some(task),
+            server: crate::service::ServerTask::new(stop, task),
         })
     }
 
@@ -203,31 +200,13 @@ impl QueryServiceApp {
     }
 
     /// Serves until `signal`, then shuts down gracefully.
-    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Some(mut task) = self.task.take() else {
-            return Ok(());
-        };
-        tokio::select! {
-            () = signal => {}
-            ended = &mut task => return joined(ended),
-        }
-        let _ = self.stop.send(true);
-        joined(task.await)
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        self.server.run_until(signal).await
     }
 
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.run_until(std::future::ready(())).await
     }
-}
-
-impl Drop for QueryServiceApp {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-fn joined(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
-    ended.map_err(|e| anyhow::anyhow!("the server task failed: {e}"))?
 }
 
 /// Calls `connect` until it succeeds, with back-off, logging each failure and telling

@@ -13,7 +13,6 @@
 use crate::support::{Backend, Resp, Server, TempDir, issue_token, order_body, order_platform};
 use reqwest::{Method, StatusCode};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -59,20 +58,7 @@ impl Bounded {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn order-platform serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            // Keep reading to the end so that the server never writes to a closed pipe.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().into());
-                }
-            }
-        });
+        let rx = crate::support::banner_address(&mut child, None);
         let mut server = Bounded {
             data,
             child,

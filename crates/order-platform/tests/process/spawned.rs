@@ -3,7 +3,6 @@
 //! failure, and it can be stopped with SIGTERM like an orchestrator does.
 
 use crate::support::{TempDir, order_platform};
-use std::io::{BufRead, BufReader};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,20 +31,7 @@ impl Spawned {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn order-platform");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            // Read to the end: the service must never write to a closed pipe.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().into());
-                }
-            }
-        });
+        let rx = crate::support::banner_address(&mut child, None);
         let mut spawned = Spawned {
             name,
             child,

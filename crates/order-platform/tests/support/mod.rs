@@ -28,6 +28,35 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// The address in the `… listening on http://ADDR` banner of `child` (its stdout must be
+/// piped), once printed; the sender is dropped if the process exits first. A thread reads
+/// stdout to its end, so that the process never writes to a closed pipe, appending every
+/// line to `capture` when given.
+pub fn banner_address(
+    child: &mut Child,
+    capture: Option<Arc<Mutex<String>>>,
+) -> tokio::sync::oneshot::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.split("listening on http://").nth(1)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().into());
+            }
+            if let Some(capture) = &capture {
+                let mut all = capture.lock().unwrap_or_else(|e| e.into_inner());
+                all.push_str(&line);
+                all.push('\n');
+            }
+        }
+    });
+    rx
+}
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_order-platform");
 
@@ -288,24 +317,7 @@ impl Server {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn order-platform serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-        let captured = self.stdout.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1)
-                    && let Some(tx) = tx.take()
-                {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(addr.to_string());
-                }
-                let mut all = captured.lock().unwrap();
-                all.push_str(&line);
-                all.push('\n');
-            }
-        });
+        let rx = banner_address(&mut child, Some(self.stdout.clone()));
         self.running = Running::Process(child);
         match tokio::time::timeout(START_TIMEOUT, rx).await {
             Ok(Ok(addr)) => self.base = format!("http://{addr}"),
