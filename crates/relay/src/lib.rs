@@ -36,6 +36,7 @@
 
 pub mod kafka;
 pub mod lease;
+mod scan;
 pub mod watermark;
 
 use async_trait::async_trait;
