@@ -18,6 +18,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+mod verified;
+pub use verified::{Remembered, VerifiedTokens, unix_now};
+
 /// Issuer of the built-in tokens.
 pub const LOCAL_ISSUER: &str = "order-platform-local";
 /// Audience every token for the API must carry.
@@ -164,6 +167,11 @@ struct RoleList {
 }
 
 impl Claims {
+    /// The token's `exp`, Unix seconds.
+    pub fn expires_at(&self) -> i64 {
+        self.exp
+    }
+
     /// The caller: `sub`, with the realm's roles plus the roles held on
     /// `client_id` (this API's client) and on no other client (DESIGN.md
     /// §4.5: roles a user holds on other clients of the realm grant nothing
@@ -194,7 +202,11 @@ pub struct LocalSigningKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     key_id: String,
+    verified: VerifiedTokens,
 }
+
+/// Clock skew allowed on the built-in tokens' `exp` and `nbf`, in seconds.
+const LOCAL_LEEWAY: u64 = 30;
 
 impl LocalSigningKey {
     /// Loads the key of `data_dir`. [`AuthError::NoKey`] when there is none yet.
@@ -258,6 +270,7 @@ impl LocalSigningKey {
             encoding: EncodingKey::from_ec_der(pkcs8),
             decoding: DecodingKey::from_ec_der(public),
             key_id: URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -298,19 +311,31 @@ impl TokenVerifier for LocalSigningKey {
 impl LocalSigningKey {
     /// [`TokenVerifier::verify`], which never waits for anything here.
     pub fn verify_now(&self, token: &str) -> Result<Principal, AuthError> {
+        // One key for the process's life: a token it accepted stays good until it expires.
+        let now = unix_now();
+        if let Some(known) = self.verified.get(token, now) {
+            return Ok(known.principal);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if header.alg != Algorithm::ES256 {
             return Err(AuthError::WrongAlgorithm);
         }
         let mut validation = Validation::new(Algorithm::ES256);
-        validation.leeway = 30;
+        validation.leeway = LOCAL_LEEWAY;
         validation.validate_nbf = true;
         validation.set_audience(&[API_AUDIENCE]);
         validation.set_issuer(&[LOCAL_ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|e| classify(e.kind()))?;
-        Ok(data.claims.principal(API_AUDIENCE))
+        let valid_until = data.claims.expires_at().saturating_add(LOCAL_LEEWAY as i64);
+        let principal = data.claims.principal(API_AUDIENCE);
+        let remembered = Remembered {
+            principal: principal.clone(),
+            key_id: None,
+        };
+        self.verified.remember(token, remembered, valid_until, now);
+        Ok(principal)
     }
 }
 

@@ -342,7 +342,7 @@ pub fn valid_traceparent(value: &str) -> bool {
 }
 
 /// A new trace: random trace and parent ids, sampled.
-fn new_traceparent() -> String {
+pub(crate) fn new_traceparent() -> String {
     let trace = uuid::Uuid::new_v4().simple().to_string();
     let parent = &uuid::Uuid::new_v4().simple().to_string()[..16];
     format!("00-{trace}-{parent}-01")

@@ -20,6 +20,10 @@
 //!   we hold, never from the token alone: a token whose header says another
 //!   algorithm than its key's (`alg: none`, HS256 "signed" with the RSA public
 //!   key) is refused before any signature is checked.
+//! - **Accepted tokens are remembered** until they expire
+//!   ([`order_auth::VerifiedTokens`]): the same token again costs a hash and a
+//!   look-up instead of a signature check, but its key is still asked for, so
+//!   removing a key at the issuer ends its tokens exactly as before.
 //! - **Claims.** `iss` equal to the issuer, `aud` containing the audience,
 //!   `exp`/`nbf` with a small leeway, `sub` present; roles by the one rule of
 //!   [`order_auth::Claims::principal`] (realm roles plus this API's client
@@ -30,7 +34,7 @@ mod jwks;
 pub mod testing;
 
 use jsonwebtoken::{Algorithm, Validation};
-use order_auth::{AuthError, Claims, Principal, TokenVerifier};
+use order_auth::{AuthError, Claims, Principal, Remembered, TokenVerifier, VerifiedTokens};
 use std::time::Duration;
 
 pub use jwks::KeyCache;
@@ -96,6 +100,9 @@ pub enum OidcError {
 pub struct OidcVerifier {
     config: OidcConfig,
     keys: KeyCache,
+    /// Tokens accepted earlier ([`order_auth::VerifiedTokens`]): their
+    /// signature is not checked again, their key still is.
+    verified: VerifiedTokens,
 }
 
 impl OidcVerifier {
@@ -134,7 +141,11 @@ impl OidcVerifier {
             config.jwks_min_refresh,
         );
         keys.refresh_now().await?;
-        Ok(OidcVerifier { config, keys })
+        Ok(OidcVerifier {
+            config,
+            keys,
+            verified: VerifiedTokens::default(),
+        })
     }
 
     /// [`OidcVerifier::discover`], tried again every second until it succeeds
@@ -174,6 +185,16 @@ impl OidcVerifier {
 #[async_trait::async_trait]
 impl TokenVerifier for OidcVerifier {
     async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let now = order_auth::unix_now();
+        if let Some(known) = self.verified.get(token, now) {
+            // Accepted before; trusted only while its key still is (a key the
+            // issuer removed stops working as soon as our key set drops it).
+            let kid = known.key_id.as_deref().unwrap_or_default();
+            return match self.keys.get(kid).await {
+                Some(_) => Ok(known.principal),
+                None => Err(AuthError::UnknownKey),
+            };
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             // An algorithm jsonwebtoken does not even know, such as `none`.
             jsonwebtoken::errors::ErrorKind::Json(_) if token_says_alg(token) => {
@@ -199,7 +220,17 @@ impl TokenVerifier for OidcVerifier {
         validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
         let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
             .map_err(|e| order_auth::classify(e.kind()))?;
-        Ok(data.claims.principal(&self.config.client_id))
+        let valid_until = data
+            .claims
+            .expires_at()
+            .saturating_add(self.config.leeway.as_secs() as i64);
+        let principal = data.claims.principal(&self.config.client_id);
+        let remembered = Remembered {
+            principal: principal.clone(),
+            key_id: Some(kid),
+        };
+        self.verified.remember(token, remembered, valid_until, now);
+        Ok(principal)
     }
 }
 

@@ -178,6 +178,8 @@ async fn a_removed_key_stops_working_within_the_cache_time() {
     })
     .await;
     let old = issuer.token("alice", &["ops"]);
+    // Accepted, and so remembered (its signature is not checked again).
+    assert!(v.verify(&old).await.is_ok());
     issuer.add_key("key-2");
     issuer.remove_key("key-1");
     assert!(v.verify(&old).await.is_ok(), "still cached");

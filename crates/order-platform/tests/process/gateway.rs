@@ -18,6 +18,14 @@ fn answered(metrics: &str, method: &str, status: &str) -> bool {
     })
 }
 
+/// The trace id of the first `POST` access line in a process's JSON log.
+fn answered_trace_id(log: &str) -> Option<String> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "answered" && line["method"] == "POST")
+        .and_then(|line| line["trace_id"].as_str().map(str::to_string))
+}
+
 async fn metrics(http: &reqwest::Client, base: &str) -> String {
     http.get(format!("{base}/metrics"))
         .send()
@@ -80,6 +88,15 @@ async fn the_gateway_routes_commands_and_queries_to_their_services_and_serves_it
     .await;
     created.expect(StatusCode::CREATED);
     let id = created.order_id();
+    // No traceparent was sent and no exporter runs: the gateway starts a trace id, and
+    // its access line and the command service's carry the same one.
+    let gateway_trace = answered_trace_id(&gateway.log());
+    assert!(
+        gateway_trace.as_ref().is_some_and(|t| t.len() == 32),
+        "the gateway's access line has a trace id: {}",
+        gateway.log()
+    );
+    assert_eq!(answered_trace_id(&commands.log()), gateway_trace);
     let read = Resp::from(
         http.get(gateway.url(&format!("/api/v1/orders/{id}")))
             .bearer_auth(&customer)
