@@ -205,7 +205,7 @@ def test_docker_compose_uses_the_pinned_versions_and_the_same_realm():
                   f"docker.elastic.co/elasticsearch/elasticsearch:{v['ELASTICSEARCH_VERSION']}",
                   f"quay.io/keycloak/keycloak:{v['KEYCLOAK_VERSION']}", f"redis:{v['REDIS_IMAGE_TAG']}",
                   f"prom/prometheus:{v['PROMETHEUS_IMAGE_TAG']}",
-                  f"jaegertracing/jaeger:{v['JAEGER_VERSION']}"):
+                  f"jaegertracing/jaeger:{v['JAEGER_VERSION']}", f"grafana/grafana:{v['GRAFANA_IMAGE_TAG']}"):
         assert f"image: {image}" in compose, f"docker-compose.yml should use {image}"
     assert "./dev/realm/order-platform-realm.json:" in compose
     assert "--import-realm" in compose
