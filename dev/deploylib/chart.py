@@ -34,6 +34,7 @@ def check_chart(results: Results, helm_bin: Path, models: Path | None, helps: di
                       f"{versions[0]}{'..' + versions[-1] if len(versions) > 1 else ''}", problems)
         validate_custom(results, f"chart ({environment})", custom, models)
         check_chart_env(results, environment, objects, helps, bin_path)
+        check_chart_dashboards(results, environment, objects)
 
 
 def render(helm_bin: Path, environment: str) -> tuple[list[str], list[dict]]:
@@ -145,3 +146,40 @@ def check_argocd(results: Results, models: Path | None) -> None:
                     problems.append(f"{path.name}: {source.get('path')}/{values} does not exist")
     results.check("deploy/argocd: chart paths and values files exist", problems)
     validate_custom(results, "deploy/argocd", argo, models)
+
+
+def check_chart_dashboards(results: Results, environment: str, objects: list[dict]) -> None:
+    """grafanaDashboards: one ConfigMap per deploy/grafana/dashboards file, with the sidecar's
+    label, holding the file unchanged (the chart reads them through its files/dashboards link)."""
+    import yaml
+    values = {}
+    for path in (CHART / "values.yaml", CHART / f"values-{environment}.yaml"):
+        values.update((yaml.safe_load(path.read_text()) or {}).get("grafanaDashboards") or {})
+    label, value = values.get("label"), str(values.get("labelValue"))
+    labelled = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"
+                and label in (o["metadata"].get("labels") or {})}
+    if not values.get("enabled"):
+        results.check(f"chart ({environment}): no dashboard ConfigMaps (grafanaDashboards off)",
+                      [f"ConfigMap/{n} carries {label}" for n in sorted(labelled)])
+        return
+    problems = []
+    files = {p.name: p.read_text() for p in sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))}
+    carried = {}
+    for name, cm in sorted(labelled.items()):
+        if cm["metadata"]["labels"][label] != value:
+            problems.append(f"ConfigMap/{name}: {label}={cm['metadata']['labels'][label]}, the sidecar "
+                            f"looks for {value}")
+        for key, text in (cm.get("data") or {}).items():
+            if key in carried:
+                problems.append(f"{key} is in ConfigMap/{carried[key]} and ConfigMap/{name}")
+            carried[key] = name
+            if key not in files:
+                problems.append(f"ConfigMap/{name}: {key} is not a file of deploy/grafana/dashboards")
+            elif text != files[key]:
+                problems.append(f"ConfigMap/{name}: {key} differs from deploy/grafana/dashboards/{key}")
+        if len(cm.get("data") or {}) != 1:
+            problems.append(f"ConfigMap/{name}: {len(cm.get('data') or {})} data keys, one dashboard each")
+    for missing in sorted(set(files) - set(carried)):
+        problems.append(f"deploy/grafana/dashboards/{missing} is in no ConfigMap labelled {label}")
+    results.check(f"chart ({environment}): one ConfigMap per dashboard ({len(files)}), labelled "
+                  f"{label}={value}, the JSON unchanged", problems)
