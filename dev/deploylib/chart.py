@@ -163,7 +163,7 @@ def check_chart_dashboards(results: Results, environment: str, objects: list[dic
                       [f"ConfigMap/{n} carries {label}" for n in sorted(labelled)])
         return
     problems = []
-    files = {p.name: p.read_text() for p in sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))}
+    files = {p.name: p.read_text() for p in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json")}
     carried = {}
     for name, cm in sorted(labelled.items()):
         if cm["metadata"]["labels"][label] != value:

@@ -26,6 +26,8 @@ PROVIDER_OPTIONS = {"path", "foldersFromFilesStructure"}
 DATASOURCE_KEYS = {"name", "type", "access", "orgId", "uid", "url", "user", "database", "basicAuth",
                    "basicAuthUser", "withCredentials", "isDefault", "jsonData", "secureJsonData",
                    "version", "editable"}
+# Grafana's own pseudo data sources, which need nothing provisioned.
+GRAFANA_PSEUDO_UIDS = ("grafana", "-- Grafana --", "-- Mixed --", "-- Dashboard --")
 # Grafana's limit on a dashboard uid, and the characters it keeps in URLs.
 UID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -40,7 +42,8 @@ def mounts(service: dict) -> dict[str, tuple[Path, bool]]:
     found = {}
     for volume in service.get("volumes") or []:
         if isinstance(volume, dict):
-            source, target, ro = volume.get("source", ""), volume.get("target", ""), volume.get("read_only", False)
+            source, target = volume.get("source", ""), volume.get("target", "")
+            ro = volume.get("read_only", False)
         else:
             parts = volume.split(":")
             source, target = parts[0], parts[1] if len(parts) > 1 else ""
@@ -145,7 +148,8 @@ def datasource_refs(node, where: str):
 
 def check_dashboards(results: Results) -> None:
     problems = []
-    datasource = default_datasource(problems)
+    # Its own problems are the data source check's (check_provisioning), not repeated here.
+    datasource = default_datasource([])
     ds_type = (datasource or {}).get("type", "prometheus")
     ds_uid = (datasource or {}).get("uid")
     files = sorted(DASHBOARDS.glob("*.json"))
@@ -197,8 +201,7 @@ def check_dashboards(results: Results) -> None:
 
 def reference_problems(name: str, where: str, ref, variables: dict, ds_type: str,
                        ds_uid: str | None) -> list[str]:
-    # Grafana's own pseudo data sources (annotations, mixed panels) need nothing provisioned.
-    if isinstance(ref, dict) and ref.get("uid") in ("grafana", "-- Grafana --", "-- Mixed --", "-- Dashboard --"):
+    if isinstance(ref, dict) and ref.get("uid") in GRAFANA_PSEUDO_UIDS:
         return []
     if not isinstance(ref, dict):
         return [f"{name} {where}: datasource {ref!r}: a name, which only matches a data source "
@@ -206,7 +209,8 @@ def reference_problems(name: str, where: str, ref, variables: dict, ds_type: str
     uid = str(ref.get("uid", ""))
     variable = re.fullmatch(r"\$\{?(\w+)\}?", uid)
     if ref.get("type") not in (None, ds_type):
-        return [f"{name} {where}: data source type {ref.get('type')!r}; only {ds_type!r} is provisioned"]
+        return [f"{name} {where}: data source type {ref.get('type')!r}; only {ds_type!r} is "
+                "provisioned"]
     if variable:
         if variable.group(1) not in variables:
             return [f"{name} {where}: uid {uid}: no data source variable {variable.group(1)} in "
@@ -251,8 +255,10 @@ def check_provisioning(results: Results) -> None:
             if provider.get("type", "file") != "file":
                 problems.append(f"{label}: type {provider.get('type')}, not file")
             options = provider.get("options") or {}
-            if options.get("foldersFromFilesStructure") and (provider.get("folder") or provider.get("folderUid")):
-                problems.append(f"{label}: foldersFromFilesStructure with a folder: Grafana refuses both")
+            if options.get("foldersFromFilesStructure") and \
+                    (provider.get("folder") or provider.get("folderUid")):
+                problems.append(f"{label}: foldersFromFilesStructure with a folder (Grafana refuses "
+                                "both)")
             if provider.get("allowUiUpdates") is not False:
                 problems.append(f"{label}: allowUiUpdates must be false (the files are the truth)")
             if not options.get("path"):
@@ -332,7 +338,8 @@ def check_compose_prometheus(results: Results) -> None:
     config = yaml.safe_load(config_path.read_text()) or {}
     jobs = {}
     for job in config.get("scrape_configs") or []:
-        jobs[job.get("job_name")] = {t for sc in job.get("static_configs") or [] for t in sc.get("targets") or []}
+        jobs[job.get("job_name")] = {target for sc in job.get("static_configs") or []
+                                     for target in sc.get("targets") or []}
     problems, scraped = [], []
     for service_name, service in services.items():
         if not (str(service.get("image", "")).startswith("order-platform") or "build" in service):
@@ -342,7 +349,10 @@ def check_compose_prometheus(results: Results) -> None:
             problems.append(f"{service_name}: no ORDER_PLATFORM_LISTEN, so no known port to scrape")
             continue
         host, _, port = listen.rpartition(":")
-        want = f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]") else listen
+        if "host" not in (service.get("network_mode"), prometheus.get("network_mode")):
+            want = f"{service_name}:{port}"   # both on compose's network: the service's name
+        else:
+            want = f"127.0.0.1:{port}" if host in ("0.0.0.0", "[::]") else listen
         # The job label is the service's name: the dashboards and alert rules group by it.
         if jobs.get(service_name) != {want}:
             problems.append(f"{name}: job {service_name} should scrape exactly {want} (its "
