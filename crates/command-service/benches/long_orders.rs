@@ -29,8 +29,13 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const LONG: u64 = 10_000;
-/// The command service's default (`--snapshot-every`).
-const SNAPSHOT_EVERY: u64 = 50;
+/// The command service's default (`--snapshot-every`); `BENCH_SNAPSHOT_EVERY` tries another.
+fn snapshot_every() -> u64 {
+    std::env::var("BENCH_SNAPSHOT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(order_command_service::DEFAULT_SNAPSHOT_EVERY)
+}
 const ROUNDS: usize = 2_000;
 
 fn ctx() -> CommandContext {
@@ -66,7 +71,7 @@ async fn long_order(store: &dyn EventStore, events: u64, snapshot_at: u64) -> (O
     let id = Uuid::new_v4();
     let create = Command::create_order(id, "c", "USD", &[line("SKU-1")]).unwrap();
     let mut pending = decide(&create, None, &ctx()).unwrap();
-    let mut state = pending.iter().fold(None, |s, e| evolve(s, e)).unwrap();
+    let mut state = pending.iter().fold(None, evolve).unwrap();
     let mut at_snapshot = state.clone();
     let mut written = 0;
     while state.version < events {
@@ -78,7 +83,10 @@ async fn long_order(store: &dyn EventStore, events: u64, snapshot_at: u64) -> (O
             }
         };
         let new = decide(&command, Some(&state), &ctx()).unwrap();
-        state = new.iter().fold(Some(state), |s, e| evolve(s, e)).unwrap();
+        state = new
+            .iter()
+            .try_fold(state, |s, e| evolve(Some(s), e))
+            .unwrap();
         pending.extend(new);
         if state.version == snapshot_at {
             at_snapshot = state.clone();
@@ -117,29 +125,33 @@ async fn flush(
     written + count
 }
 
-/// Median and 99th percentile of `ROUNDS` loads + decides of `order`.
-async fn time_decide(service: &CommandService, order: Uuid) -> (Duration, Duration) {
-    let mut took = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
+/// Median and 99th percentile of `rounds` loads + decides of `order`.
+async fn time_decide(service: &CommandService, order: Uuid, rounds: usize) -> (Duration, Duration) {
+    let mut took = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
         let started = Instant::now();
-        let state = service.load(order).await.unwrap().expect("the order exists");
+        let state = service
+            .load(order)
+            .await
+            .unwrap()
+            .expect("the order exists");
         let events = decide(&add("SKU-3", &state), Some(&state), &ctx()).unwrap();
         std::hint::black_box(events);
         took.push(started.elapsed());
     }
     took.sort();
-    (took[ROUNDS / 2], took[ROUNDS * 99 / 100])
+    (took[rounds / 2], took[rounds * 99 / 100])
 }
 
 async fn bench(name: &str, store: Arc<dyn EventStore>) {
     let service = CommandService {
         store: store.clone(),
         on_append: Arc::new(|_| {}),
-        snapshot_every: SNAPSHOT_EVERY,
+        snapshot_every: snapshot_every(),
     };
     let (short, _) = long_order(&*store, 1, 1).await;
     // The newest snapshot as far behind as the service ever leaves it.
-    let snapshot_at = (LONG / SNAPSHOT_EVERY - 1) * SNAPSHOT_EVERY + 1;
+    let snapshot_at = (LONG / snapshot_every() - 1) * snapshot_every() + 1;
     let (long, at_snapshot) = long_order(&*store, LONG, snapshot_at).await;
     let (bare, _) = long_order(&*store, LONG, 0).await;
     store
@@ -151,11 +163,16 @@ async fn bench(name: &str, store: Arc<dyn EventStore>) {
         })
         .await
         .unwrap();
-    let one = time_decide(&service, short.id).await;
-    let snapshotted = time_decide(&service, long.id).await;
-    let replayed = time_decide(&service, bare.id).await;
+    let one = time_decide(&service, short.id, ROUNDS).await;
+    let snapshotted = time_decide(&service, long.id, ROUNDS).await;
+    // A whole replay takes tens of milliseconds: fewer rounds.
+    let replayed = time_decide(&service, bare.id, ROUNDS / 20).await;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("| {name} | 1 event | {:.3} | {:.3} | 1.00× |", ms(one.0), ms(one.1));
+    println!(
+        "| {name} | 1 event | {:.3} | {:.3} | 1.00× |",
+        ms(one.0),
+        ms(one.1)
+    );
     println!(
         "| {name} | {LONG} events, snapshot at {} | {:.3} | {:.3} | {:.2}× |",
         at_snapshot.version,
@@ -173,12 +190,19 @@ async fn bench(name: &str, store: Arc<dyn EventStore>) {
 
 #[tokio::main]
 async fn main() {
-    println!("load + decide of an add-item, {ROUNDS} rounds per row (median / p99, ms)\n");
+    println!(
+        "load + decide of an add-item, {ROUNDS} rounds per row ({} without a snapshot), \
+         snapshot every {} versions (median / p99, ms)\n",
+        ROUNDS / 20,
+        snapshot_every()
+    );
     println!("| store | order | median ms | p99 ms | median vs 1 event |");
     println!("|---|---|---:|---:|---:|");
     let dir = std::env::temp_dir().join(format!("order-bench-long-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let sqlite = SqliteEventStore::open(&dir.join("events.db")).await.unwrap();
+    let sqlite = SqliteEventStore::open(&dir.join("events.db"))
+        .await
+        .unwrap();
     bench("SQLite", Arc::new(sqlite)).await;
     let _ = std::fs::remove_dir_all(&dir);
     match std::env::var("DATABASE_URL") {
@@ -190,18 +214,18 @@ async fn main() {
                 .execute(&admin)
                 .await
                 .unwrap();
-            let store = PostgresEventStore::connect(
-                options.options([("search_path", schema.as_str())]),
-                4,
-            )
-            .await
-            .unwrap();
+            let store =
+                PostgresEventStore::connect(options.options([("search_path", schema.as_str())]), 4)
+                    .await
+                    .unwrap();
             bench("PostgreSQL", Arc::new(store)).await;
             sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                 .execute(&admin)
                 .await
                 .unwrap();
         }
-        Err(_) => println!("\n(DATABASE_URL not set: PostgreSQL skipped; `eval \"$(dev/stack env)\"`)"),
+        Err(_) => {
+            println!("\n(DATABASE_URL not set: PostgreSQL skipped; `eval \"$(dev/stack env)\"`)")
+        }
     }
 }

@@ -127,7 +127,7 @@ pub struct ServeArgs {
         value_parser = parse_body_limit, value_name = "BYTES")]
     pub body_limit: usize,
     /// Snapshot an order every this many events (0 disables snapshots).
-    #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = 50,
+    #[arg(long, env = "ORDER_PLATFORM_SNAPSHOT_EVERY", default_value_t = order_command_service::DEFAULT_SNAPSHOT_EVERY,
         value_parser = parse_snapshot_every, value_name = "EVENTS")]
     pub snapshot_every: u64,
     /// When the read model in the data dir was built from another event store

@@ -10,7 +10,7 @@
 //! data_dir = "/var/lib/order-platform"      # relative paths: from the file's folder
 //! database_url = "postgres://orders:secret@db/orders"
 //! body_limit = 1048576
-//! snapshot_every = 50
+//! snapshot_every = 10
 //! request_timeout = "30s"                   # durations: ms, s, m or h
 //! max_in_flight = 512
 //! shutdown_timeout = "20s"
@@ -262,7 +262,7 @@ fn body_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D
 }
 
 fn snapshot_every<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let expected = "a whole number of events, e.g. 50 (the default; 0 turns snapshots off)";
+    let expected = "a whole number of events, e.g. 10 (the default; 0 turns snapshots off)";
     whole_number(d, "snapshot_every", u64::MAX, expected).map(Some)
 }
 

@@ -25,7 +25,7 @@ fn serve_args_from_flags_take_the_command_line_defaults() {
     assert_eq!(args.store.data_dir, PathBuf::from("d"));
     assert_eq!(args.body_limit, 5);
     assert_eq!(args.listen, "127.0.0.1:8080".parse().unwrap());
-    assert_eq!(args.snapshot_every, 50);
+    assert_eq!(args.snapshot_every, 10);
     assert_eq!(args.store.database_url, None);
     assert!(ServeArgs::from_flags(["--lisen", "127.0.0.1:0"]).is_err());
     for (flag, value, words) in [

@@ -222,7 +222,7 @@ fn a_value_of_the_wrong_kind_is_explained_in_words_with_its_key_and_line() {
         (
             "snapshot_every = \"often\"",
             1,
-            "`snapshot_every` must be a whole number of events, e.g. 50",
+            "`snapshot_every` must be a whole number of events, e.g. 10",
         ),
         (
             "max_in_flight = \"many\"",
