@@ -145,3 +145,40 @@ def reachable_by_others(path: Path) -> bool:
         if parent.exists() and not (parent.stat().st_mode & stat.S_IXOTH):
             return False
     return True
+
+
+_certificate_lock = threading.Lock()
+
+
+def stack_certificate() -> tuple[Path, Path, Path]:
+    """The stack's TLS files (STACK_DIR/tls/), made once with openssl: a CA (`ca.crt`, what
+    a client trusts: `sslrootcert=`, `SSL_CERT_FILE=`) and the server certificate it
+    signed for 127.0.0.1 and localhost (`server.crt`, `server.key`), which PostgreSQL and
+    Redis serve. Two certificates, not one self-signed: verifiers refuse a CA certificate
+    presented as a server's (webpki: CaUsedAsEndEntity). Returns (ca, cert, key)."""
+    from .config import STACK_DIR
+    folder = STACK_DIR / "tls"
+    ca, cert, key = folder / "ca.crt", folder / "server.crt", folder / "server.key"
+    with _certificate_lock:  # components start in parallel
+        if not (ca.exists() and cert.exists() and key.exists()):
+            _make_certificates(folder)
+    return ca, cert, key
+
+
+def _make_certificates(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    openssl = need_binary(["openssl", "/usr/bin/openssl"], "openssl", "the stack's TLS certificates")
+    what = "openssl (the stack's TLS certificates)"
+    run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+         "-subj", "/CN=order-platform dev stack CA",
+         "-keyout", str(folder / "ca.key"), "-out", str(folder / "ca.crt")], what=what)
+    run([openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+         "-keyout", str(folder / "server.key"), "-out", str(folder / "server.csr")], what=what)
+    extensions = folder / "server.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                          "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+    run([openssl, "x509", "-req", "-in", str(folder / "server.csr"), "-CA", str(folder / "ca.crt"),
+         "-CAkey", str(folder / "ca.key"), "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
+         "-days", "3650", "-extfile", str(extensions), "-out", str(folder / "server.crt")], what=what)
+    for name in ("ca.key", "server.key"):
+        (folder / name).chmod(0o600)

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..component import Component
 from ..config import DB_NAME, DB_PASSWORD, DB_USER, PG_SUPERUSER_PASSWORD, V, StackError, log
 from ..processes import run, tcp_open
-from ..tools import chown_tree, need_binary, reachable_by_others
+from ..tools import chown_tree, need_binary, reachable_by_others, stack_certificate
 
 
 class Postgres(Component):
@@ -43,11 +43,16 @@ class Postgres(Component):
     def data(self) -> Path:
         return self.home / "data"
 
+    @property
+    def tls(self) -> Path:
+        return self.home / "tls"
+
     def prepare(self) -> None:
         user = self.user()
         if user and not reachable_by_others(self.home):
             raise StackError(f"{self.home} is not reachable by the user {user} that runs PostgreSQL "
                              "(a parent directory lacks o+x). Set STACK_DIR to a directory under /tmp or /srv.")
+        self.install_certificate(user)
         if (self.data / "PG_VERSION").exists():
             return
         shutil.rmtree(self.data, ignore_errors=True)
@@ -61,12 +66,27 @@ class Postgres(Component):
             what="initdb", user=user, log_path=self.log_path)
         pwfile.unlink()
 
+    def install_certificate(self, user: str | None) -> None:
+        """The stack's certificate, where the server user owns the key (PostgreSQL refuses a
+        key others may read)."""
+        _, cert, key = stack_certificate()
+        self.tls.mkdir(parents=True, exist_ok=True)
+        for source in (cert, key):
+            target = self.tls / source.name
+            target.write_bytes(source.read_bytes())
+            target.chmod(0o600)
+        chown_tree(self.tls, user)
+
     def command(self):
         return ([str(self.bindir() / "postgres"), "-D", str(self.data), "-p", str(self.port()),
                  "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
                  "-c", "max_connections=300", "-c", "shared_buffers=128MB",
                  # The event store's tests hold a prepared transaction open (it must not stall the log).
                  "-c", "max_prepared_transactions=10",
+                 # TLS offered (clients choose: libpq's and sqlx's default `prefer` takes it;
+                 # DATABASE_TLS_URL insists and checks the certificate).
+                 "-c", "ssl=on", "-c", f"ssl_cert_file={self.tls / 'server.crt'}",
+                 "-c", f"ssl_key_file={self.tls / 'server.key'}",
                  # A throw-away development database: durability is traded for speed.
                  "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
                 {}, self.home)
@@ -100,7 +120,10 @@ class Postgres(Component):
 
     def env(self):
         p = self.port()
+        ca, _, _ = stack_certificate()
         return {"DATABASE_URL": self.app_url(), "DATABASE_ADMIN_URL": self.admin_url(),
+                "DATABASE_TLS_URL": f"{self.app_url()}?sslmode=verify-full&sslrootcert={ca}",
+                "STACK_CA_FILE": str(ca),
                 "PGHOST": "127.0.0.1", "PGPORT": str(p), "PGUSER": DB_USER,
                 "PGPASSWORD": DB_PASSWORD, "PGDATABASE": DB_NAME}
 

@@ -18,6 +18,7 @@ mod restart;
 mod spawned;
 mod startup;
 mod store_identity;
+mod tls;
 mod traces;
 
 use support::order_platform;

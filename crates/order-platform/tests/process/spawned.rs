@@ -21,10 +21,20 @@ pub struct Spawned {
 impl Spawned {
     /// `order-platform <args>`, once it has printed `listening on http://…`.
     pub async fn start(name: &'static str, args: &[&str]) -> Spawned {
+        Spawned::start_with_env(name, args, &[]).await
+    }
+
+    /// [`Spawned::start`] with more environment variables.
+    pub async fn start_with_env(
+        name: &'static str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Spawned {
         let logs = TempDir::new("order-platform-spawned");
         let log = std::fs::File::create(logs.path().join(format!("{name}.log"))).expect("log");
         let mut child = order_platform()
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
