@@ -3,8 +3,9 @@
 //! A benchmark, run by hand, that prints a table. It times what a command does
 //! before its append — load the order (newest snapshot + the events after it)
 //! and decide — on an order with 1 event and on one with 10,000 events, the
-//! latter with the snapshot the command service writes every `--snapshot-every` versions in
-//! the worst place (49 events after it) and with no snapshot at all. The
+//! latter with the snapshot the command service writes every `--snapshot-every`
+//! versions in the worst place (that many events less one after it) and with no
+//! snapshot at all. The
 //! append that follows costs the same whatever the history (one version check,
 //! the new rows), so it is left out.
 //!
