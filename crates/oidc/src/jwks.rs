@@ -9,14 +9,21 @@
 //! again on their next use; if that fails, the keys held keep serving (an
 //! issuer that is briefly down does not lock every caller out), and the
 //! attempt is repeated after `min_refresh`.
+//!
+//! At most [`MAX_WAITING`] tokens with unknown key ids wait at once; more are
+//! refused at once: made-up key ids cost nothing to send, and each waiting
+//! request holds one of a gateway's in-flight slots for up to `min_refresh`.
 
 use crate::OidcError;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+
+/// Tokens with unknown key ids that may wait for the next fetch at once.
+pub const MAX_WAITING: usize = 64;
 
 /// One verification key and the one algorithm it verifies.
 pub struct Key {
@@ -37,6 +44,8 @@ pub struct KeyCache {
     refreshing: tokio::sync::Mutex<()>,
     /// Successful fetches so far (observable by tests and metrics).
     fetches: AtomicU64,
+    /// Lookups of unknown key ids waiting for a fetch now.
+    waiting: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -63,6 +72,7 @@ impl KeyCache {
             state: RwLock::default(),
             refreshing: tokio::sync::Mutex::new(()),
             fetches: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -82,7 +92,14 @@ impl KeyCache {
         if held.is_some() && fresh {
             return held;
         }
-        self.refresh(held.is_none()).await;
+        if held.is_some() {
+            self.refresh(false).await;
+        } else {
+            let Some(_waiting) = Waiting::join(&self.waiting) else {
+                return None; // enough callers wait already (see the module header)
+            };
+            self.refresh(true).await;
+        }
         self.lookup(kid).0
     }
 
@@ -151,6 +168,26 @@ impl KeyCache {
         state.fetched_at = Some(started);
         self.fetches.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// One of the callers counted in `KeyCache::waiting`, for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts one more caller, unless [`MAX_WAITING`] already wait.
+    fn join(count: &'a AtomicUsize) -> Option<Waiting<'a>> {
+        if count.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

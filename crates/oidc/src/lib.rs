@@ -11,9 +11,10 @@
 //!   `jwks_cache` (then fetched again on the next request), and a token naming
 //!   a key id (`kid`) we do not hold makes us fetch them again, never twice
 //!   within `jwks_min_refresh` (such a token waits for the next allowed fetch,
-//!   at most that long, rather than being refused): a flood of tokens with
-//!   made-up key ids costs the issuer one request per interval, not one per
-//!   token. That is how
+//!   at most that long, rather than being refused; at most [`MAX_WAITING`] at
+//!   once, more are refused at once): a flood of tokens with made-up key ids
+//!   costs the issuer one request per interval, not one per token, and holds at
+//!   most that many requests. That is how
 //!   a key rotated in at the issuer is accepted at its first use, and how a key
 //!   removed there stops being accepted within `jwks_cache`.
 //! - **Signatures.** RS256 and ES256 only. The algorithm is taken from the key
@@ -37,7 +38,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use order_auth::{AuthError, Claims, Principal, Remembered, TokenVerifier, VerifiedTokens};
 use std::time::Duration;
 
-pub use jwks::KeyCache;
+pub use jwks::{KeyCache, MAX_WAITING};
 
 /// What to trust: one issuer, for one audience.
 #[derive(Clone, Debug)]

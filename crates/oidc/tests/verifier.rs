@@ -170,6 +170,34 @@ async fn a_key_rotated_in_is_accepted_at_first_use_and_unknown_kids_cost_one_fet
 }
 
 #[tokio::test]
+async fn a_flood_of_unknown_key_ids_waits_in_a_bounded_number() {
+    let issuer = MockIssuer::start().await;
+    // Just fetched at start-up: the next fetch is allowed in 2 s, so lookups of
+    // unknown key ids wait for it — at most MAX_WAITING of them.
+    let v = verifier_with(&issuer, |c| c.jwks_min_refresh = Duration::from_secs(2)).await;
+    let stranger = TestKey::generate("made-up");
+    let forged = stranger.sign(&issuer.claims("mallory", &["admin"]));
+    let started = std::time::Instant::now();
+    let flood = (0..200).map(|_| async {
+        let result = v.verify(&forged).await;
+        assert!(matches!(result, Err(AuthError::UnknownKey)), "{result:?}");
+        started.elapsed()
+    });
+    let took = futures::future::join_all(flood).await;
+    let at_once = took.iter().filter(|t| **t < Duration::from_secs(1)).count();
+    assert_eq!(
+        at_once,
+        200 - order_oidc::MAX_WAITING,
+        "all but MAX_WAITING refused at once: {took:?}"
+    );
+    assert_eq!(
+        issuer.jwks_requests(),
+        2,
+        "and one fetch for the waiting ones"
+    );
+}
+
+#[tokio::test]
 async fn a_removed_key_stops_working_within_the_cache_time() {
     let issuer = MockIssuer::start().await;
     let v = verifier_with(&issuer, |c| {
