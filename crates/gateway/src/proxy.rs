@@ -308,18 +308,17 @@ fn upstream_headers(incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
         headers.insert(HeaderName::from_static("x-forwarded-for"), value);
     }
     // With tracing on, the upstream continues from the gateway's own request span (so
-    // the service's span is its child); without, the client's context passes through,
-    // or a new one starts here so every service logs the same trace id.
-    let traceparent = order_telemetry::traceparent(&tracing::Span::current())
-        .or_else(|| {
-            incoming
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| valid_traceparent(v))
-                .map(str::to_string)
-        })
-        .unwrap_or_else(new_traceparent);
-    if let Ok(value) = HeaderValue::from_str(&traceparent) {
+    // the service's span is its child); without, the context the request carries passes
+    // through (the client's, or the one `start_trace_id` gave it at the edge).
+    let traceparent = order_telemetry::traceparent(&tracing::Span::current()).or_else(|| {
+        incoming
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| valid_traceparent(v))
+            .map(str::to_string)
+    });
+    headers.remove("traceparent");
+    if let Some(value) = traceparent.and_then(|t| HeaderValue::from_str(&t).ok()) {
         headers.insert(HeaderName::from_static("traceparent"), value);
     }
     headers
@@ -399,7 +398,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn trace_context_is_kept_when_valid_and_started_otherwise() {
+    fn trace_context_is_kept_when_valid_and_dropped_when_malformed() {
         let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert!(valid_traceparent(valid));
         for bad in [
@@ -425,12 +424,14 @@ mod tests {
         assert_eq!(out["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
         assert!(out.get("connection").is_none() && out.get("host").is_none());
 
+        // A malformed one is not passed on (the edge replaces it, see `start_trace_id`).
         incoming.insert("traceparent", HeaderValue::from_static("garbage"));
-        let started = upstream_headers(&incoming, peer)["traceparent"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert!(valid_traceparent(&started), "{started}");
+        assert!(
+            upstream_headers(&incoming, peer)
+                .get("traceparent")
+                .is_none()
+        );
+        assert!(valid_traceparent(&new_traceparent()));
     }
 
     #[test]

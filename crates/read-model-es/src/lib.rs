@@ -61,6 +61,8 @@
 
 mod client;
 mod doc;
+mod indices;
+mod meta;
 mod query;
 mod rebuild;
 mod stream;
@@ -72,8 +74,9 @@ pub use verify::Differences;
 
 use async_trait::async_trait;
 use client::{Es, failed};
+use meta::meta_mapping;
 use order_domain::Order;
-use order_event_store::{ConsistencyToken, LogCursor, RecordedEvent, StoreId};
+use order_event_store::{RecordedEvent, StoreId};
 use order_read_model::cursor::{self, Key};
 use order_read_model::fold::fold_event;
 use order_read_model::{
@@ -223,106 +226,6 @@ impl EsReadStore {
         &self.alias
     }
 
-    fn layout(&self) -> String {
-        self.mapping
-            .pointer("/mappings/_meta/layout")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    /// Creates an index unless it exists.
-    async fn create_index(&self, index: &str, body: &Value) -> Result<(), ReadError> {
-        let path = format!("/{index}");
-        let answer = self.es.call(Method::PUT, &path, Some(body)).await?;
-        let exists = answer.body.pointer("/error/type").and_then(Value::as_str)
-            == Some("resource_already_exists_exception");
-        if answer.status.is_success() || exists {
-            Ok(())
-        } else {
-            Err(failed(&Method::PUT, &path, &answer))
-        }
-    }
-
-    /// The concrete index behind the alias, if the alias exists.
-    pub async fn current_index(&self) -> Result<Option<String>, ReadError> {
-        let path = format!("/_alias/{}", self.alias);
-        let answer = self.es.call(Method::GET, &path, None).await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !answer.status.is_success() {
-            return Err(failed(&Method::GET, &path, &answer));
-        }
-        let names: Vec<&String> = answer
-            .body
-            .as_object()
-            .map(|o| o.keys().collect())
-            .unwrap_or_default();
-        match names.as_slice() {
-            [one] => Ok(Some(one.to_string())),
-            _ => Err(ReadError::Corrupt(format!(
-                "alias {} names {} indices, not one: {names:?}",
-                self.alias,
-                names.len()
-            ))),
-        }
-    }
-
-    /// Every `<prefix>orders_v<N>` index, by `N`.
-    pub async fn versioned_indices(&self) -> Result<Vec<(u64, String)>, ReadError> {
-        let stem = format!("{}orders_v", self.prefix);
-        let path = format!("/_cat/indices/{stem}*?format=json&h=index&expand_wildcards=all");
-        let rows = self.es.ok(Method::GET, &path, None).await?;
-        let mut found: Vec<(u64, String)> = rows
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|row| row["index"].as_str())
-            .filter_map(|name| {
-                let n = name.strip_prefix(&stem)?.parse().ok()?;
-                Some((n, name.to_string()))
-            })
-            .collect();
-        found.sort();
-        Ok(found)
-    }
-
-    /// The name of a new index: one past the highest version that exists.
-    async fn next_index(&self) -> Result<String, ReadError> {
-        let n = self
-            .versioned_indices()
-            .await?
-            .last()
-            .map_or(0, |(n, _)| *n);
-        Ok(format!("{}orders_v{}", self.prefix, n + 1))
-    }
-
-    /// Deletes an orders index and its meta documents. Refuses the one behind the alias.
-    pub async fn drop_index(&self, index: &str) -> Result<(), ReadError> {
-        if self.current_index().await?.as_deref() == Some(index) {
-            return Err(ReadError::Unavailable(format!(
-                "{index} is behind the alias {}; rebuild before dropping it",
-                self.alias
-            )));
-        }
-        if !index.starts_with(&format!("{}orders_v", self.prefix)) {
-            return Err(ReadError::Unavailable(format!(
-                "{index} is not an orders index of this store"
-            )));
-        }
-        let path = format!("/{index}");
-        let answer = self.es.call(Method::DELETE, &path, None).await?;
-        if !answer.status.is_success() && answer.status != StatusCode::NOT_FOUND {
-            return Err(failed(&Method::DELETE, &path, &answer));
-        }
-        for doc in ["checkpoint", "store"] {
-            let path = format!("/{}/_doc/{index}.{doc}", self.meta);
-            self.es.call(Method::DELETE, &path, None).await?;
-        }
-        Ok(())
-    }
-
     /// The stored orders among `ids`, as of now (`_mget` is real-time).
     async fn load(&self, index: &str, ids: &[Uuid]) -> Result<HashMap<Uuid, Order>, ReadError> {
         let path = format!("/{index}/_mget?_source_includes=doc");
@@ -430,107 +333,10 @@ impl EsReadStore {
         })
     }
 
-    async fn store_checkpoint(&self, index: &str, checkpoint: Checkpoint) -> Result<(), ReadError> {
-        let position = checkpoint.cursor.position;
-        if position < 0 {
-            return Err(ReadError::Unavailable(format!(
-                "checkpoint position {position} is negative"
-            )));
-        }
-        let path = format!(
-            "/{}/_doc/{index}.checkpoint?version={position}&version_type=external_gte",
-            self.meta
-        );
-        let body = json!({ "position": position, "covered": checkpoint.covered.0 });
-        let answer = self.es.call(Method::PUT, &path, Some(&body)).await?;
-        // 409: a checkpoint further on is stored already; it stays.
-        if answer.status.is_success() || answer.status == StatusCode::CONFLICT {
-            Ok(())
-        } else {
-            Err(failed(&Method::PUT, &path, &answer))
-        }
-    }
-
-    async fn checkpoint_of(&self, index: &str) -> Result<Checkpoint, ReadError> {
-        let path = format!("/{}/_doc/{index}.checkpoint", self.meta);
-        let answer = self.es.call(Method::GET, &path, None).await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(Checkpoint::default());
-        }
-        if !answer.status.is_success() {
-            return Err(failed(&Method::GET, &path, &answer));
-        }
-        let source = &answer.body["_source"];
-        let (Some(position), Some(covered)) =
-            (source["position"].as_i64(), source["covered"].as_u64())
-        else {
-            return Err(ReadError::Corrupt(format!(
-                "checkpoint of {index}: {source}"
-            )));
-        };
-        Ok(Checkpoint {
-            cursor: LogCursor { position },
-            covered: ConsistencyToken(covered),
-        })
-    }
-
-    /// The event store `index` was built from, if bound.
-    async fn bound_store(&self, index: &str) -> Result<Option<StoreId>, ReadError> {
-        let path = format!("/{}/_doc/{index}.store", self.meta);
-        let answer = self.es.call(Method::GET, &path, None).await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !answer.status.is_success() {
-            return Err(failed(&Method::GET, &path, &answer));
-        }
-        let text = answer.body["_source"]["storeId"]
-            .as_str()
-            .unwrap_or_default();
-        let id = Uuid::parse_str(text)
-            .map_err(|e| ReadError::Corrupt(format!("store id of {index} {text:?}: {e}")))?;
-        Ok(Some(StoreId(id)))
-    }
-
-    /// Binds `index` to `store` unless it is bound already; returns the binding.
-    async fn bind_index(&self, index: &str, store: StoreId) -> Result<StoreId, ReadError> {
-        let path = format!("/{}/_doc/{index}.store?op_type=create", self.meta);
-        let body = json!({ "storeId": store.0.to_string() });
-        let answer = self.es.call(Method::PUT, &path, Some(&body)).await?;
-        if answer.status.is_success() {
-            return Ok(store);
-        }
-        if answer.status != StatusCode::CONFLICT {
-            return Err(failed(&Method::PUT, &path, &answer));
-        }
-        self.bound_store(index)
-            .await?
-            .ok_or_else(|| ReadError::Corrupt(format!("store binding of {index} vanished")))
-    }
-
     async fn search(&self, body: &Value) -> Result<Value, ReadError> {
         let path = format!("/{}/_search", self.alias);
         self.es.ok(Method::POST, &path, Some(body)).await
     }
-}
-
-fn meta_mapping() -> Value {
-    json!({
-        "settings": { "number_of_shards": 1, "number_of_replicas": 0 },
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "position": { "type": "long" },
-                "covered": { "type": "long" },
-                "storeId": { "type": "keyword" },
-                // Progress of a Kafka partition (`stream.rs`).
-                "topic": { "type": "keyword" },
-                "partition": { "type": "integer" },
-                "offset": { "type": "long" },
-                "globalPosition": { "type": "long" }
-            }
-        }
-    })
 }
 
 fn decode_doc(doc: &Value) -> Result<Order, ReadError> {
@@ -661,25 +467,5 @@ impl ReadStore for EsReadStore {
     async fn ping(&self) -> Result<(), ReadError> {
         let path = format!("/{}/_count", self.alias);
         self.es.ok(Method::GET, &path, None).await.map(|_| ())
-    }
-}
-
-impl EsReadStore {
-    /// Moves the alias from `old` to `new` in one `_aliases` call: readers see one
-    /// index or the other, never none or both.
-    async fn swap_alias(&self, old: Option<&str>, new: &str) -> Result<(), ReadError> {
-        let mut actions = Vec::new();
-        if let Some(old) = old {
-            actions.push(json!({ "remove": { "index": old, "alias": self.alias } }));
-        }
-        actions.push(json!({ "add": { "index": new, "alias": self.alias } }));
-        self.es
-            .ok(
-                Method::POST,
-                "/_aliases",
-                Some(&json!({ "actions": actions })),
-            )
-            .await
-            .map(|_| ())
     }
 }
