@@ -13,11 +13,17 @@
 //! standalone `tests/*.rs` file (`mod support;`); each uses only part of it.
 #![allow(dead_code)]
 
+mod database;
+mod http;
 pub mod keycloak;
 
-use futures::FutureExt as _;
+pub use database::TestDatabase;
+// Each test binary uses part of the harness (as `dead_code` above says).
+#[allow(unused_imports)]
+pub use http::{Resp, catch, item, order_body};
+
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -109,76 +115,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A fresh PostgreSQL database for one test, dropped afterwards.
-pub struct TestDatabase {
-    pub name: String,
-    pub url: String,
-    admin_url: String,
-}
-
-fn base_database_url() -> String {
-    std::env::var("DATABASE_URL").expect(
-        "DATABASE_URL is not set: start PostgreSQL with `dev/stack up postgres` and run \
-         `eval \"$(dev/stack env)\"` before the PostgreSQL end-to-end tests",
-    )
-}
-
-/// `url` with its database name replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let base = match head[scheme_end..].find('/') {
-        Some(slash) => &head[..scheme_end + slash],
-        None => head,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-async fn admin_exec(url: &str, sql: &str) -> Result<(), sqlx::Error> {
-    use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(url).await?;
-    sqlx::raw_sql(sql).execute(&mut conn).await?;
-    conn.close().await
-}
-
-impl TestDatabase {
-    pub async fn create() -> TestDatabase {
-        let base = base_database_url();
-        let name = format!("e2e_{}", Uuid::new_v4().simple());
-        admin_exec(&base, &format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} through DATABASE_URL: {e}"));
-        TestDatabase {
-            url: with_database(&base, &name),
-            admin_url: base,
-            name,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let url = self.admin_url.clone();
-        // Drop runs inside the test's runtime: use a thread with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            if let Ok(rt) = rt {
-                let _ = rt.block_on(admin_exec(&url, &sql));
-            }
-        })
-        .join();
     }
 }
 
@@ -573,117 +509,4 @@ pub fn issue_token(data_dir: &Path, sub: &str, roles: &[&str], ttl: &str) -> Str
         "a JWT has three parts: {token:?}"
     );
     token.to_string()
-}
-
-/// The JSON body of a create-order request.
-pub fn order_body(customer: &str, currency: &str, items: &[(&str, &str, i64, &str)]) -> Value {
-    json!({
-        "customerId": customer,
-        "currency": currency,
-        "items": items.iter().map(|(sku, name, q, p)| item(sku, name, *q, p)).collect::<Vec<_>>(),
-    })
-}
-
-pub fn item(sku: &str, name: &str, quantity: i64, price: &str) -> Value {
-    json!({"sku": sku, "productName": name, "quantity": quantity, "unitPrice": price})
-}
-
-/// A response, read completely.
-#[derive(Clone, Debug)]
-pub struct Resp {
-    pub status: StatusCode,
-    pub headers: reqwest::header::HeaderMap,
-    pub text: String,
-    pub json: Value,
-}
-
-impl Resp {
-    pub async fn from(result: reqwest::Result<reqwest::Response>) -> Resp {
-        let response = result.expect("the server answers the request");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("read the response body");
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            text,
-            json,
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    #[track_caller]
-    pub fn expect(&self, status: StatusCode) -> &Resp {
-        assert_eq!(self.status, status, "unexpected answer: {self}");
-        self
-    }
-
-    /// Asserts a problem document with this status and code.
-    #[track_caller]
-    pub fn expect_problem(&self, status: StatusCode, code: &str) -> &Resp {
-        assert_eq!(self.status, status, "unexpected answer: {self}");
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json"),
-            "problem content type: {self}"
-        );
-        assert_eq!(self.json["code"], code, "problem code: {self}");
-        assert_eq!(
-            self.json["status"],
-            status.as_u16(),
-            "problem status field: {self}"
-        );
-        assert!(
-            self.json["title"].is_string() && self.json["type"].is_string(),
-            "problem shape: {self}"
-        );
-        self
-    }
-
-    pub fn order_id(&self) -> Uuid {
-        self.json["orderId"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no orderId in {self}"))
-    }
-
-    pub fn version(&self) -> u64 {
-        self.json["version"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no version in {self}"))
-    }
-
-    pub fn etag(&self) -> Option<&str> {
-        self.header("etag")
-    }
-
-    pub fn consistency_token(&self) -> String {
-        self.header("x-consistency-token")
-            .unwrap_or_else(|| panic!("no X-Consistency-Token in {self}"))
-            .to_string()
-    }
-}
-
-impl std::fmt::Display for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text: String = self.text.chars().take(2000).collect();
-        write!(f, "{} {:?} {}", self.status, self.headers, text)
-    }
-}
-
-/// Runs `f` and turns a panic into `Err` (keeps a failing task from hiding others).
-pub async fn catch<F: std::future::Future>(f: F) -> Result<F::Output, String> {
-    std::panic::AssertUnwindSafe(f)
-        .catch_unwind()
-        .await
-        .map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        })
 }
