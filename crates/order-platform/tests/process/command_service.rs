@@ -134,12 +134,8 @@ fn run(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn the_command_service_documents_its_options_and_names_a_missing_setting() {
-    let help = order_platform()
-        .args(["command-service", "--help"])
-        .output()
-        .expect("run --help");
-    assert!(help.status.success());
-    let help = String::from_utf8_lossy(&help.stdout);
+    let (ok, help, _) = crate::run(&["command-service", "--help"]);
+    assert!(ok);
     for option in [
         "--listen",
         "--database-url",

@@ -162,12 +162,8 @@ async fn the_gateway_routes_commands_and_queries_to_their_services_and_serves_it
 
 #[test]
 fn the_gateway_documents_its_options_and_names_a_missing_setting() {
-    let help = order_platform()
-        .args(["gateway", "--help"])
-        .output()
-        .expect("run --help");
-    assert!(help.status.success());
-    let help = String::from_utf8_lossy(&help.stdout);
+    let (ok, help, _) = crate::run(&["gateway", "--help"]);
+    assert!(ok);
     for option in [
         "--command-url",
         "--query-url",
