@@ -65,12 +65,6 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     /// Send `Strict-Transport-Security` (the gateway sits behind TLS).
     pub hsts: bool,
-    /// Start a trace id here for a request that brings no (valid) `traceparent`.
-    /// Set it when no OpenTelemetry exporter runs: the gateway's log lines and the
-    /// services' then share one trace id. With an exporter the gateway's own span
-    /// starts the trace, and an id made up here would name a parent that never
-    /// reaches the trace store.
-    pub start_trace_ids: bool,
     /// Served as they are, with no token and no rate limit: the human-readable
     /// pages (`/`, `/api/docs` and its assets), given by the binary that
     /// embeds them (DESIGN.md §4.6).
@@ -204,27 +198,7 @@ fn router(shared: Arc<Shared>, config: &GatewayConfig) -> Router {
         })
         .layer(cors)
         .layer(axum::middleware::from_fn_with_state(shared, edge_headers));
-    let routes = order_http::common_layers(routes, config.body_limit);
-    if config.start_trace_ids {
-        // Outermost, so the request span (inside `common_layers`) sees it.
-        routes.layer(axum::middleware::from_fn(start_trace_id))
-    } else {
-        routes
-    }
-}
-
-/// Gives a request without a valid `traceparent` a new one (see
-/// [`GatewayConfig::start_trace_ids`]).
-async fn start_trace_id(mut request: Request, next: axum::middleware::Next) -> Response {
-    let valid = request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(proxy::valid_traceparent);
-    if !valid && let Ok(value) = HeaderValue::from_str(&proxy::new_traceparent()) {
-        request.headers_mut().insert("traceparent", value);
-    }
-    next.run(request).await
+    order_http::common_layers(routes, config.body_limit)
 }
 
 fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {

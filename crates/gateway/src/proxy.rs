@@ -309,7 +309,7 @@ fn upstream_headers(incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
     }
     // With tracing on, the upstream continues from the gateway's own request span (so
     // the service's span is its child); without, the context the request carries passes
-    // through (the client's, or the one `start_trace_id` gave it at the edge).
+    // through (the client's, or the one `order_http`'s request span gave it).
     let traceparent = order_telemetry::traceparent(&tracing::Span::current()).or_else(|| {
         incoming
             .get("traceparent")
@@ -338,13 +338,6 @@ pub fn valid_traceparent(value: &str) -> bool {
         && hex(parts[2], 16)
         && parts[2].bytes().any(|b| b != b'0')
         && hex(parts[3], 2)
-}
-
-/// A new trace: random trace and parent ids, sampled.
-pub(crate) fn new_traceparent() -> String {
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let parent = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{parent}-01")
 }
 
 /// The upstream's answer as ours: status, headers minus hop-by-hop ones and
@@ -424,14 +417,14 @@ mod tests {
         assert_eq!(out["x-forwarded-for"], "192.0.2.1, 10.1.2.3");
         assert!(out.get("connection").is_none() && out.get("host").is_none());
 
-        // A malformed one is not passed on (the edge replaces it, see `start_trace_id`).
+        // A malformed one is not passed on (the request span replaces it before this).
         incoming.insert("traceparent", HeaderValue::from_static("garbage"));
         assert!(
             upstream_headers(&incoming, peer)
                 .get("traceparent")
                 .is_none()
         );
-        assert!(valid_traceparent(&new_traceparent()));
+        assert!(valid_traceparent(&order_telemetry::new_traceparent()));
     }
 
     #[test]

@@ -94,7 +94,6 @@ async fn gateway_with(
         max_in_flight,
         cors_origins: Vec::new(),
         hsts: false,
-        start_trace_ids: true,
         pages: axum::Router::new(),
     })
     .await
@@ -258,7 +257,6 @@ async fn commands_go_to_the_command_service_queries_and_admin_routes_to_the_quer
         max_in_flight: 64,
         cors_origins: Vec::new(),
         hsts: false,
-        start_trace_ids: true,
         pages: axum::Router::new(),
     })
     .await

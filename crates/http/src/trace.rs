@@ -5,6 +5,10 @@
 //! shows: `request_id` (the `X-Request-Id` set or kept by the outer layer) and `trace_id`.
 //! Its parent is the `traceparent` the caller sent (the gateway's span for a service
 //! behind it), so with `--otlp-endpoint` the services' spans join the gateway's trace.
+//! Without an exporter, a request that brings no valid `traceparent` is given a new one
+//! here (in its headers too), so its log lines carry a trace id and any service it calls
+//! (the gateway's upstream) logs the same one. With an exporter the span's own context
+//! starts the trace instead: a made-up parent would never reach the trace store.
 //!
 //! The span ends with one access-log line (method, route template, status, duration).
 //!
@@ -12,12 +16,13 @@
 //! fill the trace store with traces nobody asked for.
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-pub(crate) async fn request_span(request: Request, next: Next) -> Response {
+pub(crate) async fn request_span(mut request: Request, next: Next) -> Response {
     let Some(Incoming {
         request_id,
         traceparent,
@@ -39,6 +44,16 @@ pub(crate) async fn request_span(request: Request, next: Next) -> Response {
         trace_id = Empty,
     );
     order_telemetry::continue_trace(&span, traceparent.as_deref());
+    let has_context = traceparent
+        .as_deref()
+        .is_some_and(|t| order_telemetry::trace_id_of(t).is_some());
+    if !has_context
+        && order_telemetry::traceparent(&span).is_none()
+        && let Ok(started) = HeaderValue::from_str(&order_telemetry::new_traceparent())
+    {
+        order_telemetry::continue_trace(&span, started.to_str().ok());
+        request.headers_mut().insert("traceparent", started);
+    }
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();

@@ -40,7 +40,6 @@ pub async fn start_gateway(args: GatewayArgs) -> anyhow::Result<Gateway> {
         max_in_flight: args.max_in_flight,
         cors_origins: args.cors_allow_origins.clone(),
         hsts: args.hsts,
-        start_trace_ids: args.telemetry.otlp_endpoint.is_none(),
         pages: crate::docs::router(),
     })
     .await

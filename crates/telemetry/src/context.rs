@@ -67,6 +67,15 @@ pub fn add_link(span: &Span, traceparent: &str) {
     }
 }
 
+/// A new trace: random trace and parent ids (OpenTelemetry's generator), sampled. For a
+/// request that brings no trace context while no exporter runs, so that its log lines, and
+/// those of every service it calls, share one trace id.
+pub fn new_traceparent() -> String {
+    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+    let ids = RandomIdGenerator::default();
+    format!("00-{}-{}-01", ids.new_trace_id(), ids.new_span_id())
+}
+
 /// The trace id (32 hex digits) of a valid `traceparent`.
 pub fn trace_id_of(traceparent: &str) -> Option<String> {
     remote_context(traceparent).map(|c| c.trace_id().to_string())

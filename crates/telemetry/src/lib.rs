@@ -19,7 +19,7 @@ mod context;
 mod json_logs;
 mod verbosity;
 
-pub use context::{add_link, continue_trace, trace_id_of, traceparent};
+pub use context::{add_link, continue_trace, new_traceparent, trace_id_of, traceparent};
 pub use json_logs::JsonLogs;
 use verbosity::Verbosity;
 

@@ -18,12 +18,17 @@ fn answered(metrics: &str, method: &str, status: &str) -> bool {
     })
 }
 
-/// The trace id of the first `POST` access line in a process's JSON log.
-fn answered_trace_id(log: &str) -> Option<String> {
+/// The trace ids of the `POST` access lines in a process's JSON log, in order.
+fn answered_trace_ids(log: &str) -> Vec<Option<String>> {
     log.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|line| line["message"] == "answered" && line["method"] == "POST")
-        .and_then(|line| line["trace_id"].as_str().map(str::to_string))
+        .filter(|line| line["message"] == "answered" && line["method"] == "POST")
+        .map(|line| line["trace_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn answered_trace_id(log: &str) -> Option<String> {
+    answered_trace_ids(log).into_iter().next().flatten()
 }
 
 async fn metrics(http: &reqwest::Client, base: &str) -> String {
@@ -97,6 +102,22 @@ async fn the_gateway_routes_commands_and_queries_to_their_services_and_serves_it
         gateway.log()
     );
     assert_eq!(answered_trace_id(&commands.log()), gateway_trace);
+    // Called directly, with no traceparent either, the service starts a trace id of its own.
+    let direct = Resp::from(
+        http.post(commands.url("/api/v1/orders"))
+            .bearer_auth(&customer)
+            .json(&order_body("alice", "USD", &[("SKU-2", "Cup", 1, "2.00")]))
+            .send()
+            .await,
+    )
+    .await;
+    direct.expect(StatusCode::CREATED);
+    let traces = answered_trace_ids(&commands.log());
+    assert_eq!(traces.len(), 2, "{}", commands.log());
+    assert!(
+        traces[1].as_ref().is_some_and(|t| t.len() == 32) && traces[1] != traces[0],
+        "{traces:?}"
+    );
     let read = Resp::from(
         http.get(gateway.url(&format!("/api/v1/orders/{id}")))
             .bearer_auth(&customer)
