@@ -190,11 +190,11 @@ impl TokenVerifier for OidcVerifier {
         if let Some(known) = self.verified.get(token, now) {
             // Accepted before; trusted only while its key still is (a key the
             // issuer removed stops working as soon as our key set drops it).
-            let kid = known.key_id.as_deref().unwrap_or_default();
-            return match self.keys.get(kid).await {
-                Some(_) => Ok(known.principal),
-                None => Err(AuthError::UnknownKey),
+            let key = match known.key_id.as_deref() {
+                Some(kid) => self.keys.get(kid).await,
+                None => None, // never remembered without its key here
             };
+            return key.map(|_| known.principal).ok_or(AuthError::UnknownKey);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             // An algorithm jsonwebtoken does not even know, such as `none`.
