@@ -389,6 +389,36 @@ pub fn required(
     }
 }
 
+/// Puts the file's value (if any) into `setting` when the user left the argument
+/// `id` alone: no flag and no environment variable.
+fn fill_one<T>(setting: &mut T, from_file: Option<T>, given: &ArgMatches, id: &str) {
+    let defaulted = matches!(
+        given.value_source(id),
+        None | Some(ValueSource::DefaultValue)
+    );
+    if let Some(value) = from_file
+        && defaulted
+    {
+        *setting = value;
+    }
+}
+
+/// `fill!(file => args, given; a, b, …)`: [`fill_one`] for each named setting, whose
+/// file key, argument field and clap id all share the name. A file's `Option<T>`
+/// fills a `T` or an `Option<T>` argument alike (`Into`).
+macro_rules! fill {
+    ($file:expr => $args:expr, $given:expr; $($key:ident),+ $(,)?) => {
+        $(
+            $crate::config::fill_one(
+                &mut $args.$key,
+                $file.$key.clone().map(Into::into),
+                $given,
+                stringify!($key),
+            );
+        )+
+    };
+}
+
 impl FileConfig {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
@@ -411,110 +441,32 @@ impl FileConfig {
 
     /// Fills the settings of `serve` that neither a flag nor the environment set.
     pub fn apply_to_serve(&self, args: &mut ServeArgs, given: &ArgMatches) {
-        fill(&mut args.listen, self.listen, given, "listen");
-        fill(&mut args.body_limit, self.body_limit, given, "body_limit");
-        fill(
-            &mut args.snapshot_every,
-            self.snapshot_every,
-            given,
-            "snapshot_every",
-        );
-        fill(
-            &mut args.request_timeout,
-            self.request_timeout,
-            given,
-            "request_timeout",
-        );
-        fill(
-            &mut args.max_in_flight,
-            self.max_in_flight,
-            given,
-            "max_in_flight",
-        );
-        fill(
-            &mut args.shutdown_timeout,
-            self.shutdown_timeout,
-            given,
-            "shutdown_timeout",
-        );
+        fill!(self => args, given; listen, body_limit, snapshot_every, request_timeout,
+            max_in_flight, shutdown_timeout);
         self.apply_to_store(&mut args.store, given);
         self.apply_to_oidc(&mut args.oidc, given);
         self.apply_to_telemetry(&mut args.telemetry, given);
     }
 
-    /// Fills the OIDC settings (used by `serve` and `gateway`).
+    /// Fills the OIDC settings (every service that verifies tokens).
     pub fn apply_to_oidc(&self, args: &mut OidcArgs, given: &ArgMatches) {
-        let some = |v: &Option<String>| v.clone().map(Some);
-        fill(
-            &mut args.oidc_issuer,
-            some(&self.oidc_issuer),
-            given,
-            "oidc_issuer",
-        );
-        fill(
-            &mut args.oidc_audience,
-            some(&self.oidc_audience),
-            given,
-            "oidc_audience",
-        );
-        fill(
-            &mut args.oidc_client_id,
-            some(&self.oidc_client_id),
-            given,
-            "oidc_client_id",
-        );
-        fill(
-            &mut args.oidc_jwks_cache,
-            self.oidc_jwks_cache,
-            given,
-            "oidc_jwks_cache",
-        );
-        fill(
-            &mut args.oidc_jwks_min_refresh,
-            self.oidc_jwks_min_refresh,
-            given,
-            "oidc_jwks_min_refresh",
-        );
-        fill(
-            &mut args.oidc_leeway,
-            self.oidc_leeway,
-            given,
-            "oidc_leeway",
-        );
-        fill(
-            &mut args.oidc_startup_timeout,
-            self.oidc_startup_timeout,
-            given,
-            "oidc_startup_timeout",
-        );
+        fill!(self => args, given; oidc_issuer, oidc_audience, oidc_client_id, oidc_jwks_cache,
+            oidc_jwks_min_refresh, oidc_leeway, oidc_startup_timeout);
     }
 
     /// Fills the trace export settings (every service).
     pub fn apply_to_telemetry(&self, args: &mut TelemetryArgs, given: &ArgMatches) {
-        fill(
-            &mut args.otlp_endpoint,
-            self.otlp_endpoint.clone().map(Some),
-            given,
-            "otlp_endpoint",
-        );
-        fill(
-            &mut args.trace_sample_ratio,
-            self.trace_sample_ratio,
-            given,
-            "trace_sample_ratio",
-        );
+        fill!(self => args, given; otlp_endpoint, trace_sample_ratio);
     }
 
     /// Fills the storage settings (used by `serve` and `migrate`).
     pub fn apply_to_store(&self, args: &mut StoreArgs, given: &ArgMatches) {
-        self.apply_to_data_dir(&mut args.data_dir, given);
-        let url = self.database_url.clone().map(Some);
-        fill(&mut args.database_url, url, given, "database_url");
+        fill!(self => args, given; data_dir, database_url);
     }
 
     /// Fills the data dir (the one setting `token` shares with the server).
     pub fn apply_to_data_dir(&self, data_dir: &mut PathBuf, given: &ArgMatches) {
-        fill(data_dir, self.data_dir.clone(), given, "data_dir");
+        fill_one(data_dir, self.data_dir.clone(), given, "data_dir");
     }
 }
 
@@ -530,20 +482,6 @@ fn located(path: &Path, text: &str, error: &toml::de::Error) -> String {
     let line = text.lines().nth(number - 1).unwrap_or_default().trim();
     let message = error.message().trim().replace('\n', "; ");
     format!("configuration file {file}, line {number}: {message}\n    {number} | {line}")
-}
-
-/// Puts the file's value (if any) into `setting` when the user left the argument
-/// `id` alone: no flag and no environment variable.
-fn fill<T>(setting: &mut T, from_file: Option<T>, given: &ArgMatches, id: &str) {
-    let defaulted = matches!(
-        given.value_source(id),
-        None | Some(ValueSource::DefaultValue)
-    );
-    if let Some(value) = from_file
-        && defaulted
-    {
-        *setting = value;
-    }
 }
 
 mod query;
