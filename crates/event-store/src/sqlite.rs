@@ -36,16 +36,21 @@ mod group_commit;
 /// 10). So one connection creates the file, switches it to WAL (which then
 /// sticks to the file) and migrates it, and closes; only then does the pool
 /// open, every connection waiting up to [`BUSY_TIMEOUT`] for a lock.
+///
+/// `synchronous` is the file's durability: `Full` for a file whose commits
+/// must survive power loss (the event store); `Normal` (in WAL mode: survives
+/// a crash of the process, may lose the last commits on power loss) for a
+/// file that can be rebuilt from one that is `Full`.
 pub async fn open_pool(
     path: &Path,
     migrations: EmbeddedMigrations,
+    synchronous: SqliteSynchronous,
 ) -> Result<SqlitePool, sqlx::Error> {
     let migrator = migrations.migrator().await?;
     let options = SqliteConnectOptions::new()
         .filename(path)
         .busy_timeout(BUSY_TIMEOUT)
-        // FULL: an acknowledged write survives power loss, not just a crash.
-        .synchronous(SqliteSynchronous::Full);
+        .synchronous(synchronous);
     // A pool of exactly one connection: `Migrator::run` on a bare connection
     // makes the future unusable with `tokio::spawn` (sqlx's `Acquire` bound).
     let first = SqlitePoolOptions::new()
@@ -88,7 +93,8 @@ pub struct SqliteEventStore {
 impl SqliteEventStore {
     /// Opens (creating if needed) the store in `path` and runs its migrations.
     pub async fn open(path: &Path) -> Result<SqliteEventStore> {
-        let pool = open_pool(path, crate::migrations::SQLITE)
+        // FULL: an acknowledged append survives power loss, not just a crash.
+        let pool = open_pool(path, crate::migrations::SQLITE, SqliteSynchronous::Full)
             .await
             .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
         let store_id: String = sqlx::query_scalar("SELECT store_id FROM store_identity")

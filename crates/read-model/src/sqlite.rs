@@ -15,7 +15,7 @@ use crate::{
 use async_trait::async_trait;
 use order_domain::{Currency, Order, OrderStatus};
 use order_event_store::{ConsistencyToken, EmbeddedMigrations, LogCursor, RecordedEvent, StoreId};
-use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -56,7 +56,11 @@ impl SqliteReadStore {
     /// A store written by code with another document layout is emptied here, so
     /// the projector rebuilds it from the event log (see `sqlite/layout.rs`).
     pub async fn open(path: &Path) -> Result<SqliteReadStore, ReadError> {
-        let pool = order_event_store::open_sqlite_pool(path, MIGRATIONS)
+        // NORMAL, not FULL: a commit here needs no flush of its own. The store is
+        // derived from the event log and each batch commits with its checkpoint,
+        // so what a power loss takes (the last batches, never a torn one in WAL
+        // mode) the projector applies again; a crash of the process loses nothing.
+        let pool = order_event_store::open_sqlite_pool(path, MIGRATIONS, SqliteSynchronous::Normal)
             .await
             .map_err(|e| ReadError::Unavailable(format!("opening {}: {e}", path.display())))?;
         let store = SqliteReadStore {
