@@ -8,6 +8,7 @@ from pathlib import Path
 TARGET_P99_MS = 10.0
 TARGET_RSS_MIB = 50.0
 TARGET_READY_S = 0.5
+TARGET_VISIBILITY_P99_MS = 50.0
 
 
 def mean_limit(r: dict) -> float:
@@ -77,6 +78,14 @@ def markdown(results: dict) -> str:
                 f"{_f(r.get('dbCpuSecondsPer1000Commands'), 3)} | {_f(r.get('avgCommandsPerBatch'), 2)} | "
                 f"{_f(r.get('dbCommitsPerCommand'), 2)} | {r['loadBefore']} |")
         lines.append("")
+        half = entry.get("halfRate")
+        if half and half.get("visibility", {}).get("requested"):
+            v = half["visibility"]
+            lines += [f"Embedded read-model visibility under the half-rate load (command answered → "
+                      f"`GET` without a token shows it; {v['samples']} of {v['requested']} samples, "
+                      f"{v['timeouts']} timed out): p50 {_f(v['p50Ms'], 2)} ms, **p99 "
+                      f"{_f(v['p99Ms'], 2)} ms** (target ≤ {TARGET_VISIBILITY_P99_MS:.0f}), max "
+                      f"{_f(v['maxMs'], 2)} ms.", ""]
     return "\n".join(lines)
 
 

@@ -96,11 +96,16 @@ class Server:
 
 def run_loadgen(loadgen: Path, server: Server, token: str, scenario: str, concurrency: int,
                 duration: str, warmup: str, json_path: Path, db_pid: int | None,
-                rate: int | None = None, pg_commits=None) -> dict:
-    """One loadgen run; its JSON plus CPU per 1,000 commands of the server and the database."""
+                rate: int | None = None, pg_commits=None, visibility_samples: int = 0) -> dict:
+    """One loadgen run; its JSON plus CPU per 1,000 commands of the server and the database.
+
+    With `visibility_samples`, that many extra commands are issued one at a time during the
+    measured phase, each polled on the embedded read model until it shows (under the load)."""
     args = [str(loadgen), "--url", server.base_url, "--scenario", scenario,
             "--concurrency", str(concurrency), "--duration", duration, "--warmup", warmup,
-            "--visibility-samples", "0", "--json-file", str(json_path), "--json"]
+            "--visibility-samples", str(visibility_samples), "--json-file", str(json_path), "--json"]
+    if visibility_samples:
+        args.append("--visibility-under-load")
     if rate:
         args += ["--rate", str(rate)]
     batch_before = server.batch_histogram()

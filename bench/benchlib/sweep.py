@@ -2,7 +2,8 @@
 
 For each backend: the one-row-per-commit limit at every concurrency (pgbench on a private durable
 PostgreSQL, or sqlite3), then a fresh server (start-to-ready, idle RSS), then every scenario at
-every concurrency, then create-order paced at half its best rate (the p99 target). Writes
+every concurrency, then create-order paced at half its best rate (the p99 target), with visibility samples on the
+embedded read model taken under that load (the visibility target). Writes
 results.json (and results.md, results.png) into the output directory.
 """
 
@@ -69,6 +70,7 @@ def main() -> None:
     duration = os.environ.get("BENCH_DURATION", "3s")
     warmup = os.environ.get("BENCH_WARMUP", "1s")
     half_rate_concurrency = int(os.environ.get("BENCH_HALF_RATE_CONCURRENCY", "16"))
+    visibility_samples = int(os.environ.get("BENCH_VISIBILITY_SAMPLES", "200"))
     for b in backends:
         if b not in ("sqlite", "postgres"):
             raise SystemExit(f"bench/run: unknown backend {b!r} (sqlite, postgres)")
@@ -166,12 +168,15 @@ def main() -> None:
                 load = procstat.loadavg()
                 r = run_loadgen(loadgen_bin, server, token, "create-order", half_rate_concurrency,
                                 duration, warmup, work / f"{backend}-half-rate.json", db_pid,
-                                rate=rate, pg_commits=pg_commits)
+                                rate=rate, pg_commits=pg_commits,
+                                visibility_samples=visibility_samples)
                 r["targetRate"] = rate
                 r["loadBefore"] = load
                 r["loadAfter"] = procstat.loadavg()
                 entry["halfRate"] = r
-                log(f"  p99 {r['latencyMs']['p99']} ms at {r['commandsPerSecond']}/s")
+                v = r["visibility"]
+                log(f"  p99 {r['latencyMs']['p99']} ms at {r['commandsPerSecond']}/s; visibility "
+                    f"p99 {v['p99Ms']} ms ({v['samples']} samples, {v['timeouts']} timeouts)")
             server.stop()
             server = None
             shutil.rmtree(work / "sqlite-limit", ignore_errors=True)
