@@ -214,6 +214,7 @@ impl Projector {
 
     /// One read of the log and its application.
     async fn pass(&self) -> Result<Pass, PassError> {
+        let started = Instant::now();
         let mut current = self.pass.lock().await;
         let checkpoint = match *current {
             Some(checkpoint) => checkpoint,
@@ -243,6 +244,9 @@ impl Projector {
 
         metrics::counter!("order_platform_projector_events_applied_total")
             .increment(batch.events.len() as u64);
+        // Read and apply: what a write waits for, at most twice, before a query can see it.
+        metrics::histogram!("order_platform_projector_pass_seconds")
+            .record(started.elapsed().as_secs_f64());
         metrics::gauge!("order_platform_projector_position").set(next.cursor.position as f64);
         Ok(if batch.events.is_empty() {
             Pass::Idle

@@ -17,8 +17,7 @@ use order_domain::{Currency, Order, OrderStatus};
 use order_event_store::{ConsistencyToken, EmbeddedMigrations, LogCursor, RecordedEvent, StoreId};
 use sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -91,23 +90,50 @@ fn decode_doc(doc: &str) -> Result<Order, ReadError> {
     serde_json::from_str(doc).map_err(|e| ReadError::Corrupt(format!("stored order: {e}")))
 }
 
-async fn load(tx: &mut Transaction<'_, Sqlite>, order_id: Uuid) -> Result<Slot, ReadError> {
-    let row = sqlx::query("SELECT rowid, doc FROM orders WHERE order_id = ?")
-        .bind(order_id.to_string())
-        .fetch_optional(&mut **tx)
-        .await?;
-    match row {
-        None => Ok(Slot {
-            rowid: None,
-            order: None,
-            dirty: false,
-        }),
-        Some(row) => Ok(Slot {
-            rowid: Some(row.try_get(0)?),
-            order: Some(decode_doc(row.try_get(1)?)?),
-            dirty: false,
-        }),
+/// Orders per statement when a batch is loaded or written: a few thousand bound values,
+/// well under SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 250;
+
+/// The stored state of each of `ids` (a fresh slot for an order not stored yet), in as
+/// few statements as possible: every statement is a round trip to the connection's thread.
+async fn load_all(
+    tx: &mut Transaction<'_, Sqlite>,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Slot>, ReadError> {
+    let mut slots: HashMap<Uuid, Slot> = ids
+        .iter()
+        .map(|id| {
+            let fresh = Slot {
+                rowid: None,
+                order: None,
+                dirty: false,
+            };
+            (*id, fresh)
+        })
+        .collect();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut qb =
+            QueryBuilder::new("SELECT rowid, order_id, doc FROM orders WHERE order_id IN (");
+        let mut list = qb.separated(", ");
+        for id in chunk {
+            list.push_bind(id.to_string());
+        }
+        qb.push(")");
+        for row in qb.build().fetch_all(&mut **tx).await? {
+            let id: String = row.try_get(1)?;
+            let id = Uuid::parse_str(&id)
+                .map_err(|e| ReadError::Corrupt(format!("stored order id {id:?}: {e}")))?;
+            slots.insert(
+                id,
+                Slot {
+                    rowid: Some(row.try_get(0)?),
+                    order: Some(decode_doc(row.try_get(2)?)?),
+                    dirty: false,
+                },
+            );
+        }
     }
+    Ok(slots)
 }
 
 /// Folds `event` into `slot` (see [`crate::fold::fold_event`]).
@@ -118,70 +144,97 @@ fn apply_one(slot: &mut Slot, event: &RecordedEvent) -> Result<(), ReadError> {
     Ok(())
 }
 
-async fn write(
-    tx: &mut Transaction<'_, Sqlite>,
+/// One `orders` row and its search row, encoded.
+struct Encoded<'a> {
+    order: &'a Order,
+    /// The stored row's rowid; `None` for an order not stored yet.
     rowid: Option<i64>,
-    order: &Order,
+    order_id: String,
+    version: i64,
+    doc: String,
+    terms: String,
+}
+
+/// Writes `orders` (inserted or updated) and their search rows: per chunk one upsert that
+/// returns every rowid, one delete of the changed orders' old search rows, one insert of
+/// the new ones.
+async fn write_all(
+    tx: &mut Transaction<'_, Sqlite>,
+    orders: &[(Option<i64>, &Order)],
 ) -> Result<(), ReadError> {
-    let doc = serde_json::to_string(order)
-        .map_err(|e| ReadError::Unavailable(format!("encoding order {}: {e}", order.id)))?;
-    let order_id = order.id.to_string();
-    let version = to_i64(order.version, "version")?;
-    let terms = search::terms(order);
-    match rowid {
-        Some(rowid) => {
-            sqlx::query(
-                "UPDATE orders SET customer_id = ?, status = ?, currency = ?, total_minor = ?, \
-                 version = ?, created_at = ?, updated_at = ?, doc = ? WHERE rowid = ?",
-            )
-            .bind(&order.customer_id)
-            .bind(order.status.as_str())
-            .bind(order.currency.code())
-            .bind(order.total)
-            .bind(version)
-            .bind(time_key(&order.created_at))
-            .bind(time_key(&order.updated_at))
-            .bind(&doc)
-            .bind(rowid)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(
-                "UPDATE orders_fts SET order_id = ?, customer_id = ?, terms = ? WHERE rowid = ?",
-            )
-            .bind(&order_id)
-            .bind(&order.customer_id)
-            .bind(&terms)
-            .bind(rowid)
-            .execute(&mut **tx)
-            .await?;
+    for chunk in orders.chunks(ROWS_PER_STATEMENT) {
+        let rows = chunk
+            .iter()
+            .map(|(rowid, order)| {
+                Ok(Encoded {
+                    order,
+                    rowid: *rowid,
+                    order_id: order.id.to_string(),
+                    version: to_i64(order.version, "version")?,
+                    doc: serde_json::to_string(order).map_err(|e| {
+                        ReadError::Unavailable(format!("encoding order {}: {e}", order.id))
+                    })?,
+                    terms: search::terms(order),
+                })
+            })
+            .collect::<Result<Vec<_>, ReadError>>()?;
+        let mut upsert = QueryBuilder::new(
+            "INSERT INTO orders (order_id, customer_id, status, currency, total_minor, version, \
+             created_at, updated_at, doc) ",
+        );
+        upsert.push_values(&rows, |mut values, row| {
+            values
+                .push_bind(&row.order_id)
+                .push_bind(&row.order.customer_id)
+                .push_bind(row.order.status.as_str())
+                .push_bind(row.order.currency.code())
+                .push_bind(row.order.total)
+                .push_bind(row.version)
+                .push_bind(time_key(&row.order.created_at))
+                .push_bind(time_key(&row.order.updated_at))
+                .push_bind(&row.doc);
+        });
+        upsert.push(
+            " ON CONFLICT (order_id) DO UPDATE SET customer_id = excluded.customer_id, \
+             status = excluded.status, currency = excluded.currency, \
+             total_minor = excluded.total_minor, version = excluded.version, \
+             created_at = excluded.created_at, updated_at = excluded.updated_at, \
+             doc = excluded.doc RETURNING order_id, rowid",
+        );
+        let mut rowids: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        for returned in upsert.build().fetch_all(&mut **tx).await? {
+            rowids.insert(returned.try_get(0)?, returned.try_get(1)?);
         }
-        None => {
-            let rowid: i64 = sqlx::query_scalar(
-                "INSERT INTO orders (order_id, customer_id, status, currency, total_minor, \
-                 version, created_at, updated_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 RETURNING rowid",
-            )
-            .bind(&order_id)
-            .bind(&order.customer_id)
-            .bind(order.status.as_str())
-            .bind(order.currency.code())
-            .bind(order.total)
-            .bind(version)
-            .bind(time_key(&order.created_at))
-            .bind(time_key(&order.updated_at))
-            .bind(&doc)
-            .fetch_one(&mut **tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO orders_fts (rowid, order_id, customer_id, terms) VALUES (?, ?, ?, ?)",
-            )
-            .bind(rowid)
-            .bind(&order_id)
-            .bind(&order.customer_id)
-            .bind(&terms)
-            .execute(&mut **tx)
-            .await?;
+        let stored: Vec<i64> = rows.iter().filter_map(|row| row.rowid).collect();
+        if !stored.is_empty() {
+            let mut delete = QueryBuilder::new("DELETE FROM orders_fts WHERE rowid IN (");
+            let mut list = delete.separated(", ");
+            for rowid in &stored {
+                list.push_bind(*rowid);
+            }
+            delete.push(")");
+            delete.build().execute(&mut **tx).await?;
         }
+        let mut search =
+            QueryBuilder::new("INSERT INTO orders_fts (rowid, order_id, customer_id, terms) ");
+        let mut missing = None;
+        search.push_values(&rows, |mut values, row| {
+            let rowid = rowids.get(&row.order_id).copied();
+            if rowid.is_none() {
+                missing = Some(row.order_id.clone());
+            }
+            values
+                .push_bind(rowid)
+                .push_bind(&row.order_id)
+                .push_bind(&row.order.customer_id)
+                .push_bind(&row.terms);
+        });
+        if let Some(order_id) = missing {
+            return Err(ReadError::Unavailable(format!(
+                "writing order {order_id}: the upsert returned no rowid for it"
+            )));
+        }
+        search.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -344,29 +397,34 @@ impl ReadStore for SqliteReadStore {
     ) -> Result<(), ReadError> {
         let _writer = self.write_gate.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Each order is loaded once per batch and written once, in first-seen order.
-        let mut slots: HashMap<Uuid, Slot> = HashMap::new();
+        // Each order is loaded once per batch and written once, in first-seen order, a
+        // few statements for the whole batch.
         let mut seen: Vec<Uuid> = Vec::new();
+        let mut distinct = HashSet::new();
         for event in events {
-            let slot = match slots.entry(event.stream_id) {
-                Entry::Occupied(slot) => slot.into_mut(),
-                Entry::Vacant(vacant) => {
-                    seen.push(event.stream_id);
-                    vacant.insert(load(&mut tx, event.stream_id).await?)
-                }
-            };
-            apply_one(slot, event)?;
-        }
-        for id in &seen {
-            if let Some(Slot {
-                rowid,
-                order: Some(order),
-                dirty: true,
-            }) = slots.get(id)
-            {
-                write(&mut tx, *rowid, order).await?;
+            if distinct.insert(event.stream_id) {
+                seen.push(event.stream_id);
             }
         }
+        let mut slots = load_all(&mut tx, &seen).await?;
+        for event in events {
+            let slot = slots
+                .get_mut(&event.stream_id)
+                .expect("every stream of the batch has a slot");
+            apply_one(slot, event)?;
+        }
+        let changed: Vec<(Option<i64>, &Order)> = seen
+            .iter()
+            .filter_map(|id| match slots.get(id) {
+                Some(Slot {
+                    rowid,
+                    order: Some(order),
+                    dirty: true,
+                }) => Some((*rowid, order)),
+                _ => None,
+            })
+            .collect();
+        write_all(&mut tx, &changed).await?;
         store_checkpoint(&mut tx, checkpoint).await?;
         tx.commit().await?;
         Ok(())
