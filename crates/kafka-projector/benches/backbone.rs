@@ -68,7 +68,7 @@ async fn main() {
         store.clone(),
         bench_log::database(orders),
         RelayConfig {
-            bootstrap_servers: env("KAFKA_BOOTSTRAP_SERVERS"),
+            kafka: order_kafka_projector::KafkaConnection::new(env("KAFKA_BOOTSTRAP_SERVERS")),
             schema_registry_url: env("SCHEMA_REGISTRY_URL"),
             topic: topic.clone(),
             partitions: 6,
@@ -94,7 +94,7 @@ async fn main() {
             .expect("open Elasticsearch"),
     );
     let mut config = ProjectorConfig::new(
-        &env("KAFKA_BOOTSTRAP_SERVERS"),
+        order_kafka_projector::KafkaConnection::new(env("KAFKA_BOOTSTRAP_SERVERS")),
         &env("SCHEMA_REGISTRY_URL"),
         &topic,
     );

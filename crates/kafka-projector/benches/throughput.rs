@@ -79,7 +79,7 @@ async fn main() {
 
     // Read-your-writes: one more event at a time, then the wait for its token.
     let freshness = WatermarkFreshness::start(
-        &fixture.bootstrap,
+        &order_kafka_projector::KafkaConnection::new(fixture.bootstrap.clone()),
         &fixture.topic,
         fixture.store,
         fixture.read.clone(),

@@ -6,7 +6,6 @@ use crate::KafkaProjector;
 use async_trait::async_trait;
 use order_http::ReadinessCheck;
 use order_read_model::ReadStore;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +33,8 @@ impl ReadinessCheck for KafkaCheck {
     async fn check(&self) -> Result<(), String> {
         let config = self.0.config().clone();
         tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &config.bootstrap_servers)
-                .create()
-                .map_err(|e| e.to_string())?;
+            let consumer: BaseConsumer =
+                config.kafka.client().create().map_err(|e| e.to_string())?;
             let found = consumer
                 .fetch_metadata(Some(&config.topic), PROBE_TIMEOUT)
                 .map_err(|e| format!("unreachable: {e}"))

@@ -15,7 +15,6 @@
 use crate::ProjectorConfig;
 use order_relay::kafka::{Committed, create_topics, read_all_committed};
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::config::ClientConfig;
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use serde::Serialize;
@@ -111,8 +110,9 @@ impl DeadLetterProducer {
     /// An idempotent producer (`acks=all`), the dead-letter topic created if missing with
     /// as many partitions as the source topic.
     pub async fn create(config: &ProjectorConfig) -> Result<DeadLetterProducer, String> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.bootstrap_servers)
+        let producer: FutureProducer = config
+            .kafka
+            .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set(
@@ -135,7 +135,7 @@ impl DeadLetterProducer {
             TopicReplication::Fixed(config.replication_factor),
         )
         .set("retention.ms", "-1");
-        create_topics(&config.bootstrap_servers, &[new], config.kafka_timeout)
+        create_topics(&config.kafka, &[new], config.kafka_timeout)
             .await
             .map_err(|e| e.to_string())?;
         // An existing dead-letter topic keeps its own count: write only to partitions it has.
@@ -267,7 +267,7 @@ impl DeadLetter {
 /// Every dead letter of `topic`, partition by partition, oldest first.
 pub async fn list(config: &ProjectorConfig) -> Result<Vec<DeadLetter>, String> {
     let read = read_all_committed(
-        &config.bootstrap_servers,
+        &config.kafka,
         &dlq_topic(&config.topic),
         config.kafka_timeout,
     )

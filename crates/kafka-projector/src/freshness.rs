@@ -15,8 +15,8 @@
 use order_event_store::{ConsistencyToken, StoreId};
 use order_query_service::Freshness;
 use order_read_model_es::EsReadStore;
+use order_relay::KafkaConnection;
 use order_relay::watermark::{Watermark, watermark_topic};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -46,18 +46,17 @@ impl Drop for WatermarkFreshness {
 impl WatermarkFreshness {
     /// Starts following `<topic>.watermarks` for the watermarks of `store`.
     pub fn start(
-        bootstrap: &str,
+        kafka: &KafkaConnection,
         topic: &str,
         store: StoreId,
         read: Arc<EsReadStore>,
     ) -> WatermarkFreshness {
         let (tx, latest) = watch::channel(None);
         let stop = Arc::new(AtomicBool::new(false));
-        let (bootstrap, marks, stopping) =
-            (bootstrap.to_string(), watermark_topic(topic), stop.clone());
+        let (kafka, marks, stopping) = (kafka.clone(), watermark_topic(topic), stop.clone());
         std::thread::Builder::new()
             .name("watermarks".into())
-            .spawn(move || follow(&bootstrap, &marks, store, &tx, &stopping))
+            .spawn(move || follow(&kafka, &marks, store, &tx, &stopping))
             .ok();
         WatermarkFreshness {
             topic: topic.to_string(),
@@ -123,7 +122,7 @@ impl Freshness for WatermarkFreshness {
 
 /// The follower thread: (re)connects, reads watermarks, publishes the newest of `store`.
 fn follow(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topic: &str,
     store: StoreId,
     tx: &watch::Sender<Option<Watermark>>,
@@ -131,7 +130,7 @@ fn follow(
 ) {
     let ours = store.0.to_string();
     while !stop.load(Ordering::Relaxed) {
-        let consumer = match subscribe_to_tail(bootstrap, topic) {
+        let consumer = match subscribe_to_tail(kafka, topic) {
             Ok(consumer) => consumer,
             Err(e) => {
                 tracing::debug!(error = %e, topic, "cannot follow the watermarks yet; retrying");
@@ -173,9 +172,9 @@ fn follow(
 
 /// A consumer of the watermark topic's single partition, a few records before its end
 /// (the latest watermark says everything; the tail may end in transaction markers).
-fn subscribe_to_tail(bootstrap: &str, topic: &str) -> Result<BaseConsumer, String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn subscribe_to_tail(kafka: &KafkaConnection, topic: &str) -> Result<BaseConsumer, String> {
+    let consumer: BaseConsumer = kafka
+        .client()
         // Assigned by hand, never committed; librdkafka still wants a group id.
         .set("group.id", "order-query-watermarks")
         .set("enable.auto.commit", "false")

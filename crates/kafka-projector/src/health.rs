@@ -11,7 +11,6 @@
 use crate::ProjectorConfig;
 use crate::dlq::Incoming;
 use order_read_model_es::PartitionProgress;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
@@ -240,8 +239,9 @@ type GroupOffsets = (BaseConsumer, Vec<i32>, BTreeMap<i32, i64>);
 /// A consumer with the group's id (it never subscribes, so it never joins the group), the
 /// topic's partitions, and the group's committed offsets.
 fn group_offsets(config: &ProjectorConfig) -> Result<GroupOffsets, String> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap_servers)
+    let consumer: BaseConsumer = config
+        .kafka
+        .client()
         .set("group.id", &config.group_id)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

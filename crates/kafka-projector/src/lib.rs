@@ -33,6 +33,7 @@ pub mod replay;
 pub use dlq::{DeadLetter, Stage};
 pub use freshness::WatermarkFreshness;
 pub use health::{Dependency, Health, ProjectorStatus};
+pub use order_relay::KafkaConnection;
 pub use projector::KafkaProjector;
 pub use replay::{ReplayReport, StillFailing};
 
@@ -46,8 +47,8 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// What the projector is told.
 #[derive(Clone, Debug)]
 pub struct ProjectorConfig {
-    /// Kafka `bootstrap.servers`.
-    pub bootstrap_servers: String,
+    /// The brokers and how to connect to them (TLS, SASL).
+    pub kafka: KafkaConnection,
     /// The Schema Registry's Confluent-compatible API root.
     pub schema_registry_url: String,
     /// The topic of order events (the relay's `--topic`).
@@ -65,9 +66,9 @@ pub struct ProjectorConfig {
 }
 
 impl ProjectorConfig {
-    pub fn new(bootstrap_servers: &str, schema_registry_url: &str, topic: &str) -> Self {
+    pub fn new(kafka: KafkaConnection, schema_registry_url: &str, topic: &str) -> Self {
         ProjectorConfig {
-            bootstrap_servers: bootstrap_servers.to_string(),
+            kafka,
             schema_registry_url: schema_registry_url.to_string(),
             topic: topic.to_string(),
             group_id: DEFAULT_GROUP_ID.to_string(),

@@ -26,7 +26,6 @@ use crate::{BACKOFF_MAX, BACKOFF_START, ProjectorConfig};
 use order_event_store::RecordedEvent;
 use order_read_model_es::{EsReadStore, PartitionProgress, StreamOutcome};
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,8 +166,10 @@ impl KafkaProjector {
 
     fn consumer(&self, ownership: Arc<Ownership>) -> Result<Arc<Kafka>, Failure> {
         let kafka = |e: rdkafka::error::KafkaError| Failure(Dependency::Kafka, e.to_string());
-        let consumer: Kafka = ClientConfig::new()
-            .set("bootstrap.servers", &self.config.bootstrap_servers)
+        let consumer: Kafka = self
+            .config
+            .kafka
+            .client()
             .set("group.id", &self.config.group_id)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")

@@ -13,7 +13,6 @@ use crate::ProjectorConfig;
 use crate::decode::{DecodeFailure, MessageDecoder};
 use crate::dlq::{DLQ_REASON, Incoming, dlq_topic};
 use order_read_model_es::{EsReadStore, StreamOutcome};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
@@ -129,8 +128,9 @@ pub async fn replay(config: &ProjectorConfig, read: &EsReadStore) -> Result<Repl
 fn read_pending(config: &ProjectorConfig) -> Result<(BaseConsumer, Vec<Incoming>), String> {
     let topic = dlq_topic(&config.topic);
     let timeout = config.kafka_timeout;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap_servers)
+    let consumer: BaseConsumer = config
+        .kafka
+        .client()
         .set("group.id", replay_group(config))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")

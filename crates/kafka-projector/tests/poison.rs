@@ -136,7 +136,7 @@ async fn poison_is_dead_lettered_the_partition_flows_and_replay_fixes_gaps() {
     assert_eq!(letters[3].version, Some(4));
     // The original bytes and headers travel with the letter.
     let raw = read_all_committed(
-        &fixture.bootstrap,
+        &order_kafka_projector::KafkaConnection::new(fixture.bootstrap.clone()),
         &dlq::dlq_topic(&fixture.topic),
         Duration::from_secs(20),
     )

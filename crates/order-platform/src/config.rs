@@ -25,6 +25,9 @@
 //! replication_factor = 3
 //! batch_size = 500
 //! kafka_timeout = "30s"
+//! [kafka_options]                          # TLS and SASL, as librdkafka names them
+//! "security.protocol" = "sasl_ssl"
+//! "ssl.ca.location" = "/etc/kafka/ca.pem"
 //! # query-service and dead-letters (also kafka_*, schema_registry_url, topic, batch_size)
 //! elasticsearch_url = "http://elasticsearch:9200"
 //! es_index_prefix = ""
@@ -72,6 +75,8 @@ pub struct FileConfig {
     batch_size: Option<u32>,
     #[serde(default, deserialize_with = "kafka_timeout")]
     kafka_timeout: Option<Duration>,
+    /// `{"security.protocol" = "sasl_ssl", "sasl.username" = "relay"}`.
+    kafka_options: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "issuer")]
     oidc_issuer: Option<String>,
     oidc_audience: Option<String>,
@@ -370,6 +375,43 @@ fn listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, 
         .map_err(|e| serde::de::Error::custom(format!("`listen`: {e}")))
 }
 
+/// `KEY=VALUE` of `--kafka-option`.
+pub fn parse_kafka_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "{text:?} is not KEY=VALUE, e.g. security.protocol=sasl_ssl"
+        )),
+    }
+}
+
+/// The Kafka brokers `who` needs and how to connect to them: `--kafka-bootstrap-servers`
+/// and the `--kafka-option`s, checked (a setting that is not a connection setting, or that
+/// librdkafka refuses, is a usage error naming it).
+pub fn kafka_connection(
+    bootstrap_servers: &Option<String>,
+    options: &[(String, String)],
+    who: &str,
+) -> anyhow::Result<order_relay::KafkaConnection> {
+    let bootstrap = required(
+        bootstrap_servers.clone(),
+        who,
+        "kafka-bootstrap-servers",
+        "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
+        "kafka_bootstrap_servers",
+    )?;
+    order_relay::KafkaConnection::new(bootstrap)
+        .with_options(options.iter().cloned())
+        .map_err(|e| {
+            UsageError(format!(
+                "--kafka-option (ORDER_PLATFORM_KAFKA_OPTIONS, `kafka_options`): {e}"
+            ))
+            .into()
+        })
+}
+
 /// A setting `who` cannot run without, named as the user can give it:
 /// `the relay needs --database-url (or ORDER_PLATFORM_DATABASE_URL, or
 /// `database_url` in the --config file)`, a usage error (exit status 2).
@@ -462,6 +504,15 @@ impl FileConfig {
     /// Fills the storage settings (used by `serve` and `migrate`).
     pub fn apply_to_store(&self, args: &mut StoreArgs, given: &ArgMatches) {
         fill!(self => args, given; data_dir, database_url);
+    }
+
+    /// Fills `--kafka-option` from the file's `[kafka_options]` table.
+    fn apply_to_kafka_options(&self, options: &mut Vec<(String, String)>, given: &ArgMatches) {
+        let from_file = self
+            .kafka_options
+            .clone()
+            .map(|table| table.into_iter().collect());
+        fill_one(options, from_file, given, "kafka_options");
     }
 
     /// Fills the data dir (the one setting `token` shares with the server).

@@ -23,12 +23,8 @@ pub(crate) fn settings(
     let required = |value: &Option<String>, flag, variable, key| {
         crate::config::required(value.clone(), who, flag, variable, key)
     };
-    let bootstrap = required(
-        &args.kafka_bootstrap_servers,
-        "kafka-bootstrap-servers",
-        "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
-        "kafka_bootstrap_servers",
-    )?;
+    let kafka =
+        crate::config::kafka_connection(&args.kafka_bootstrap_servers, &args.kafka_options, who)?;
     let registry = required(
         &args.schema_registry_url,
         "schema-registry-url",
@@ -56,7 +52,7 @@ pub(crate) fn settings(
     if args.group_id.trim().is_empty() {
         return Err(UsageError("--group-id must not be blank".into()).into());
     }
-    let mut config = ProjectorConfig::new(&bootstrap, &registry, &args.topic);
+    let mut config = ProjectorConfig::new(kafka, &registry, &args.topic);
     config.group_id = args.group_id.clone();
     config.kafka_timeout = args.kafka_timeout;
     config.replication_factor = args.replication_factor;
@@ -201,7 +197,7 @@ mod tests {
             file,
         );
         let (config, es) = settings(&args.kafka, "dead-letters").unwrap();
-        assert_eq!(config.bootstrap_servers, "k1:9092");
+        assert_eq!(config.kafka.bootstrap_servers(), "k1:9092");
         assert_eq!(config.group_id, "mine", "the flag wins");
         assert_eq!(config.topic, "order-events", "default");
         assert_eq!(es.url, "http://es:9200");

@@ -34,11 +34,10 @@ pub(crate) fn settings(args: &RelayArgs) -> anyhow::Result<(PgConnectOptions, Re
     let options = PgConnectOptions::from_str(&url)
         .context("ORDER_PLATFORM_DATABASE_URL / --database-url is not a valid postgres:// URL")?;
     let config = RelayConfig {
-        bootstrap_servers: required(
-            args.kafka_bootstrap_servers.clone(),
-            "kafka-bootstrap-servers",
-            "ORDER_PLATFORM_KAFKA_BOOTSTRAP_SERVERS",
-            "kafka_bootstrap_servers",
+        kafka: config::kafka_connection(
+            &args.kafka_bootstrap_servers,
+            &args.kafka_options,
+            "the relay",
         )?,
         schema_registry_url: required(
             args.schema_registry_url.clone(),
@@ -251,10 +250,18 @@ mod tests {
                     kafka_bootstrap_servers = \"k1:9092\"\n\
                     schema_registry_url = \"http://r/apis/ccompat/v7\"\n\
                     partitions = 12\n\
-                    kafka_timeout = \"5s\"\n";
+                    kafka_timeout = \"5s\"\n\
+                    [kafka_options]\n\
+                    \"security.protocol\" = \"sasl_ssl\"\n\
+                    \"sasl.username\" = \"relay\"\n";
         let args = relay_args(&["order-platform", "relay", "--topic", "mine"], file);
         let (_, config) = settings(&args).unwrap();
-        assert_eq!(config.bootstrap_servers, "k1:9092");
+        assert_eq!(config.kafka.bootstrap_servers(), "k1:9092");
+        assert_eq!(
+            config.kafka.client().get("security.protocol"),
+            Some("sasl_ssl")
+        );
+        assert_eq!(config.kafka.client().get("sasl.username"), Some("relay"));
         assert_eq!(config.schema_registry_url, "http://r/apis/ccompat/v7");
         assert_eq!(config.topic, "mine", "the flag wins");
         assert_eq!(config.partitions, 12, "from the file");
@@ -271,11 +278,25 @@ mod tests {
                 "k2:9092",
                 "--partitions",
                 "2",
+                "--kafka-option",
+                "security.protocol=ssl;ssl.ca.location=/etc/ca.pem",
             ],
             file,
         );
         let (_, config) = settings(&args).unwrap();
-        assert_eq!(config.bootstrap_servers, "k2:9092");
+        assert_eq!(config.kafka.bootstrap_servers(), "k2:9092");
+        let client = config.kafka.client();
+        assert_eq!(
+            client.get("security.protocol"),
+            Some("ssl"),
+            "the flags win"
+        );
+        assert_eq!(client.get("ssl.ca.location"), Some("/etc/ca.pem"));
+        assert_eq!(
+            client.get("sasl.username"),
+            None,
+            "the flags replace the file's table"
+        );
         assert_eq!(config.partitions, 2);
         assert_eq!(config.topic, "order-events");
     }
@@ -313,6 +334,32 @@ mod tests {
         );
         let error = settings(&args).unwrap_err().to_string();
         assert!(error.contains("\"a b\""), "{error}");
+
+        // Exactly-once rests on the delivery settings: they cannot be given.
+        let args = relay_args(
+            &[
+                "order-platform",
+                "relay",
+                "--database-url",
+                "postgres://db/x",
+                "--kafka-option",
+                "enable.idempotence=false",
+            ],
+            "schema_registry_url = \"http://r\"\nkafka_bootstrap_servers = \"k\"",
+        );
+        let error = settings(&args).unwrap_err();
+        assert!(error.downcast_ref::<crate::cli::UsageError>().is_some());
+        let error = error.to_string();
+        assert!(
+            error.contains("--kafka-option")
+                && error.contains("enable.idempotence: not a connection setting"),
+            "{error}"
+        );
+        assert!(
+            Cli::command()
+                .try_get_matches_from(["order-platform", "relay", "--kafka-option", "no-equals"])
+                .is_err()
+        );
         assert!(
             Cli::command()
                 .try_get_matches_from(["order-platform", "relay", "--partitions", "0"])

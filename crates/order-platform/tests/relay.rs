@@ -23,7 +23,7 @@ use order_messaging::{
     OrderEventDecoder, OrderEventMessage, OrderEventSchema, SchemaRegistryClient,
 };
 use order_relay::kafka::{self, Committed};
-use order_relay::{Relay, RelayConfig, Role};
+use order_relay::{KafkaConnection, Relay, RelayConfig, Role};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -55,6 +55,10 @@ struct Fixture {
 }
 
 impl Fixture {
+    fn kafka(&self) -> KafkaConnection {
+        KafkaConnection::new(self.bootstrap.clone())
+    }
+
     async fn new() -> Fixture {
         let db = TestDatabase::create().await;
         let store = Arc::new(
@@ -73,7 +77,7 @@ impl Fixture {
 
     fn config(&self) -> RelayConfig {
         RelayConfig {
-            bootstrap_servers: self.bootstrap.clone(),
+            kafka: KafkaConnection::new(self.bootstrap.clone()),
             schema_registry_url: self.registry.clone(),
             topic: self.topic.clone(),
             partitions: 3,
@@ -98,7 +102,7 @@ impl Fixture {
     }
 
     async fn topic(&self) -> Vec<Committed> {
-        kafka::read_all_committed(&self.bootstrap, &self.topic, READ_TIMEOUT)
+        kafka::read_all_committed(&self.kafka(), &self.topic, READ_TIMEOUT)
             .await
             .expect("read the topic")
     }
@@ -108,7 +112,7 @@ impl Fixture {
         let deadline = Instant::now() + within;
         loop {
             // A topic just created may not have its partition leaders yet: read again.
-            let read = kafka::read_all_committed(&self.bootstrap, &self.topic, READ_TIMEOUT).await;
+            let read = kafka::read_all_committed(&self.kafka(), &self.topic, READ_TIMEOUT).await;
             match read {
                 Ok(read) if read.len() >= count => return read,
                 _ if Instant::now() > deadline => return self.topic().await,
@@ -786,7 +790,7 @@ impl PrivateBroker {
         // Ready once a transactional producer can initialise (the transaction log exists).
         let deadline = Instant::now() + Duration::from_secs(90);
         let config = RelayConfig {
-            bootstrap_servers: self.bootstrap(),
+            kafka: KafkaConnection::new(self.bootstrap()),
             schema_registry_url: String::new(),
             topic: "ready-check".into(),
             partitions: 1,

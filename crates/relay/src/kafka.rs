@@ -5,13 +5,13 @@
 //! rdkafka's transaction calls (`init_transactions`, `commit_transaction`, …) and its metadata
 //! and consumer calls block the calling thread, so they run on tokio's blocking pool.
 
+use crate::KafkaConnection;
 use crate::watermark::{Watermark, watermark_topic};
 use crate::{RelayConfig, RelayError};
 use order_event_store::{RecordedEvent, StoreId};
 use order_messaging::OrderEventEncoder;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -69,22 +69,17 @@ pub async fn ensure_topic(config: &RelayConfig) -> Result<(), RelayError> {
         TopicReplication::Fixed(config.replication_factor),
     )
     .set("cleanup.policy", "compact");
-    create_topics(
-        &config.bootstrap_servers,
-        &[data, watermarks],
-        config.kafka_timeout,
-    )
-    .await
+    create_topics(&config.kafka, &[data, watermarks], config.kafka_timeout).await
 }
 
 /// Creates `topics` unless they exist.
 pub async fn create_topics(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topics: &[NewTopic<'_>],
     timeout: Duration,
 ) -> Result<(), RelayError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client()
         .create()
         .map_err(|e| kafka_error("creating the admin client", e))?;
     let options = AdminOptions::new()
@@ -113,8 +108,9 @@ pub async fn transactional_producer(
     config: &RelayConfig,
     store: StoreId,
 ) -> Result<FutureProducer, RelayError> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &config.bootstrap_servers)
+    let producer: FutureProducer = config
+        .kafka
+        .client()
         .set("transactional.id", transactional_id(store, &config.topic))
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -327,9 +323,9 @@ async fn send_all(
 
 /// A cheap reachability probe for `/health/ready`: the topic's metadata.
 pub async fn probe(config: &RelayConfig) -> Result<(), String> {
-    let (bootstrap, topic) = (config.bootstrap_servers.clone(), config.topic.clone());
+    let (kafka, topic) = (config.kafka.clone(), config.topic.clone());
     blocking(move || {
-        let consumer = read_committed_consumer(&bootstrap)?;
+        let consumer = read_committed_consumer(&kafka)?;
         let found = partitions(&consumer, &topic, Duration::from_secs(2)).map(|_| ());
         close_in_background(consumer);
         found

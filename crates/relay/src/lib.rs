@@ -34,10 +34,13 @@
 //! **Never crash.** Every failure (Kafka, registry, PostgreSQL, the lease) is logged, recorded
 //! for `/health/ready` with the dependency it concerns, and retried with exponential back-off.
 
+mod connection;
 pub mod kafka;
 pub mod lease;
 mod scan;
 pub mod watermark;
+
+pub use connection::KafkaConnection;
 
 use async_trait::async_trait;
 use order_event_store::{Backlog, EventStore, LogCursor, StoreId};
@@ -62,8 +65,8 @@ pub const STALLED_AFTER: Duration = Duration::from_secs(30);
 /// What the relay is told.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
-    /// Kafka `bootstrap.servers`.
-    pub bootstrap_servers: String,
+    /// The brokers and how to connect to them (TLS, SASL).
+    pub kafka: KafkaConnection,
     /// The Schema Registry's Confluent-compatible API root.
     pub schema_registry_url: String,
     pub topic: String,

@@ -3,12 +3,12 @@
 //! resumes (and, with its offsets, the watermark it announces); and reading a topic whole
 //! for tests.
 
+use crate::KafkaConnection;
 use crate::RelayConfig;
 use crate::RelayError;
 use crate::kafka::{GLOBAL_POSITION, STORE_ID, blocking, kafka_error};
 use crate::watermark::Watermark;
 use order_event_store::{LogCursor, StoreId};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
@@ -43,11 +43,11 @@ impl Committed {
     }
 }
 
-pub(crate) fn read_committed_consumer(bootstrap: &str) -> Result<BaseConsumer, RelayError> {
+pub(crate) fn read_committed_consumer(kafka: &KafkaConnection) -> Result<BaseConsumer, RelayError> {
     // Partitions are assigned by hand and no offset is ever committed; librdkafka still wants a
     // group id for `assign`.
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    kafka
+        .client()
         .set("group.id", "order-relay-scan")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -62,9 +62,9 @@ pub(crate) fn read_committed_consumer(bootstrap: &str) -> Result<BaseConsumer, R
 
 /// A consumer that sees every message, committed or not: its high watermark is the log's end,
 /// where a `read_committed` one stops at the last stable offset.
-fn read_uncommitted_consumer(bootstrap: &str) -> Result<BaseConsumer, RelayError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn read_uncommitted_consumer(kafka: &KafkaConnection) -> Result<BaseConsumer, RelayError> {
+    kafka
+        .client()
         .set("group.id", "order-relay-scan")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_uncommitted")
@@ -210,14 +210,14 @@ pub async fn committed_tail(
     config: &RelayConfig,
     store: StoreId,
 ) -> Result<(LogCursor, Watermark), RelayError> {
-    let (bootstrap, topic, timeout) = (
-        config.bootstrap_servers.clone(),
+    let (kafka, topic, timeout) = (
+        config.kafka.clone(),
         config.topic.clone(),
         config.kafka_timeout,
     );
     blocking(move || {
-        let consumer = read_committed_consumer(&bootstrap)?;
-        let uncommitted = read_uncommitted_consumer(&bootstrap)?;
+        let consumer = read_committed_consumer(&kafka)?;
+        let uncommitted = read_uncommitted_consumer(&kafka)?;
         let mut highest = 0;
         let mut mark = Watermark {
             store_id: store.0.to_string(),
@@ -266,13 +266,13 @@ pub async fn committed_tail(
 /// Every committed message of `topic`, partition by partition (in offset order within each):
 /// what a `read_committed` consumer sees. For tests and for inspecting a topic.
 pub async fn read_all_committed(
-    bootstrap: &str,
+    kafka: &KafkaConnection,
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<Committed>, RelayError> {
-    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    let (kafka, topic) = (kafka.clone(), topic.to_string());
     blocking(move || {
-        let consumer = read_committed_consumer(&bootstrap)?;
+        let consumer = read_committed_consumer(&kafka)?;
         let mut all = Vec::new();
         for partition in partitions(&consumer, &topic, timeout)? {
             let (low, _) = consumer

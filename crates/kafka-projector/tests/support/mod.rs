@@ -8,7 +8,7 @@
 #![allow(dead_code)]
 
 use order_event_store::{RecordedEvent, StoreId};
-use order_kafka_projector::{KafkaProjector, ProjectorConfig};
+use order_kafka_projector::{KafkaConnection, KafkaProjector, ProjectorConfig};
 use order_messaging::{OrderEventEncoder, OrderEventSchema, SchemaRegistryClient};
 use order_read_model_es::{EsConfig, EsReadStore, Refresh};
 use order_relay::RelayConfig;
@@ -53,7 +53,7 @@ impl Fixture {
         let read = Arc::new(EsReadStore::open(es.clone()).await.expect("open ES"));
         let store = StoreId(Uuid::new_v4());
         let relay_config = RelayConfig {
-            bootstrap_servers: env("KAFKA_BOOTSTRAP_SERVERS"),
+            kafka: KafkaConnection::new(env("KAFKA_BOOTSTRAP_SERVERS")),
             schema_registry_url: env("SCHEMA_REGISTRY_URL"),
             topic: topic.clone(),
             partitions: 3,
@@ -76,13 +76,10 @@ impl Fixture {
         let relay = kafka::transactional_producer(&relay_config, store)
             .await
             .expect("relay producer");
-        let raw = ClientConfig::new()
-            .set("bootstrap.servers", &relay_config.bootstrap_servers)
-            .create()
-            .expect("raw producer");
+        let raw = relay_config.kafka.client().create().expect("raw producer");
         Fixture {
             topic,
-            bootstrap: relay_config.bootstrap_servers.clone(),
+            bootstrap: relay_config.kafka.bootstrap_servers().to_string(),
             registry: relay_config.schema_registry_url.clone(),
             es,
             read,
@@ -98,7 +95,11 @@ impl Fixture {
     }
 
     pub fn config(&self) -> ProjectorConfig {
-        let mut config = ProjectorConfig::new(&self.bootstrap, &self.registry, &self.topic);
+        let mut config = ProjectorConfig::new(
+            KafkaConnection::new(self.bootstrap.clone()),
+            &self.registry,
+            &self.topic,
+        );
         config.group_id = format!("{}-group", self.topic);
         config.batch_size = 50;
         config.kafka_timeout = Duration::from_secs(20);

@@ -23,6 +23,14 @@ pub struct RelayArgs {
         value_name = "HOST:PORT,..."
     )]
     pub kafka_bootstrap_servers: Option<String>,
+    /// A connection setting of every Kafka client, as librdkafka names it: KEY=VALUE, e.g.
+    /// security.protocol=sasl_ssl, ssl.ca.location=/etc/kafka/ca.pem,
+    /// sasl.mechanisms=SCRAM-SHA-512, sasl.username=…, sasl.password=… (repeatable; several in
+    /// one value or in the variable, separated by `;`). Only connection settings:
+    /// security.protocol, ssl.*, sasl.*, socket.*, client.id and a few more.
+    #[arg(long = "kafka-option", env = "ORDER_PLATFORM_KAFKA_OPTIONS", hide_env_values = true,
+        value_delimiter = ';', value_parser = config::parse_kafka_option, value_name = "KEY=VALUE")]
+    pub kafka_options: Vec<(String, String)>,
     /// The Schema Registry's Confluent-compatible API root, e.g.
     /// http://registry:8081/apis/ccompat/v7 (required). The schema is registered under
     /// `<topic>-value` with compatibility FULL_TRANSITIVE.

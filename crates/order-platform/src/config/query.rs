@@ -19,5 +19,6 @@ impl FileConfig {
         fill!(self => args, given; kafka_bootstrap_servers, schema_registry_url,
             elasticsearch_url, es_index_prefix, topic, group_id, replication_factor,
             kafka_timeout);
+        self.apply_to_kafka_options(&mut args.kafka_options, given);
     }
 }

@@ -37,6 +37,7 @@ impl FileConfig {
         fill!(self => args, given; listen, database_url, kafka_bootstrap_servers,
             schema_registry_url, topic, partitions, replication_factor, batch_size,
             kafka_timeout);
+        self.apply_to_kafka_options(&mut args.kafka_options, given);
         self.apply_to_telemetry(&mut args.telemetry, given);
     }
 

@@ -120,7 +120,7 @@ impl QueryServiceApp {
                 );
                 let projector = Arc::new(KafkaProjector::new(config.clone(), read.clone()));
                 let freshness = Arc::new(WatermarkFreshness::start(
-                    &config.bootstrap_servers,
+                    &config.kafka,
                     &config.topic,
                     events.store_id(),
                     read.clone(),

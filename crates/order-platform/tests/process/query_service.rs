@@ -103,7 +103,7 @@ async fn a_configured_query_service_is_ready_answers_and_stops_on_sigterm() {
     let bootstrap = env("KAFKA_BOOTSTRAP_SERVERS");
     // The relay creates the topic in production; here nothing publishes.
     order_relay::kafka::create_topics(
-        &bootstrap,
+        &order_relay::KafkaConnection::new(bootstrap.clone()),
         &[rdkafka::admin::NewTopic::new(
             &topic,
             2,

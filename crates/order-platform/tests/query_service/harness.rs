@@ -5,7 +5,7 @@
 use crate::support::{TempDir, TestDatabase};
 use order_auth::{LocalSigningKey, Role};
 use order_platform::{App, ServeArgs};
-use order_relay::{Relay, RelayConfig};
+use order_relay::{KafkaConnection, Relay, RelayConfig};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -64,6 +64,44 @@ impl Http {
     }
 }
 
+/// How the relay and the query service reach Kafka.
+pub struct KafkaLink {
+    pub bootstrap: String,
+    pub options: Vec<(String, String)>,
+}
+
+impl KafkaLink {
+    /// The stack's PLAINTEXT listener.
+    pub fn plaintext() -> KafkaLink {
+        KafkaLink {
+            bootstrap: env("KAFKA_BOOTSTRAP_SERVERS"),
+            options: Vec::new(),
+        }
+    }
+
+    /// The stack's SASL_SSL listener: SASL/PLAIN as its user with `password`, over TLS
+    /// verified against the stack's CA.
+    pub fn sasl_ssl(password: &str) -> KafkaLink {
+        let options = [
+            ("security.protocol", "sasl_ssl".to_string()),
+            ("sasl.mechanisms", "PLAIN".to_string()),
+            ("sasl.username", env("KAFKA_SASL_USERNAME")),
+            ("sasl.password", password.to_string()),
+            ("ssl.ca.location", env("STACK_CA_FILE")),
+        ];
+        KafkaLink {
+            bootstrap: env("KAFKA_SASL_SSL_BOOTSTRAP_SERVERS"),
+            options: options.map(|(k, v)| (k.to_string(), v)).to_vec(),
+        }
+    }
+
+    pub fn connection(&self) -> KafkaConnection {
+        KafkaConnection::new(self.bootstrap.clone())
+            .with_options(self.options.iter().cloned())
+            .expect("valid Kafka options")
+    }
+}
+
 /// `serve` and the relay on a fresh database, topic and index prefix.
 pub struct Stack {
     pub db: TestDatabase,
@@ -73,6 +111,8 @@ pub struct Stack {
     pub topic: String,
     pub prefix: String,
     pub bootstrap: String,
+    /// `--kafka-option`s of the query service (the relay's too).
+    pub kafka_options: Vec<(String, String)>,
     pub registry: String,
     pub serve: App,
     key: LocalSigningKey,
@@ -82,12 +122,17 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start() -> Stack {
+        Stack::start_on(KafkaLink::plaintext()).await
+    }
+
+    /// The relay publishes, and the query service reads, through `kafka`.
+    pub async fn start_on(kafka: KafkaLink) -> Stack {
         let db = TestDatabase::create().await;
         let dir = TempDir::new("query-service");
         let data_dir = dir.path().join("data");
         let data = data_dir.to_str().unwrap().to_string();
         let topic = format!("order-events-qs-{}", Uuid::new_v4().simple());
-        let (bootstrap, registry) = (env("KAFKA_BOOTSTRAP_SERVERS"), env("SCHEMA_REGISTRY_URL"));
+        let registry = env("SCHEMA_REGISTRY_URL");
         let serve = App::start(
             ServeArgs::from_flags([
                 "--listen",
@@ -112,7 +157,7 @@ impl Stack {
             store,
             options,
             RelayConfig {
-                bootstrap_servers: bootstrap.clone(),
+                kafka: kafka.connection(),
                 schema_registry_url: registry.clone(),
                 topic: topic.clone(),
                 partitions: 3,
@@ -135,7 +180,8 @@ impl Stack {
             data,
             topic,
             prefix: format!("test-{}-", Uuid::new_v4().simple()),
-            bootstrap,
+            bootstrap: kafka.bootstrap,
+            kafka_options: kafka.options,
             registry,
             serve,
             key,
@@ -152,6 +198,10 @@ impl Stack {
 
     /// The flags of a query service on this stack.
     pub fn query_flags(&self) -> Vec<String> {
+        let options = self
+            .kafka_options
+            .iter()
+            .flat_map(|(key, value)| ["--kafka-option".to_string(), format!("{key}={value}")]);
         [
             "--database-url",
             &self.db.url,
@@ -172,6 +222,7 @@ impl Stack {
         ]
         .into_iter()
         .map(str::to_string)
+        .chain(options)
         .collect()
     }
 
@@ -180,7 +231,8 @@ impl Stack {
         let _ = self.stop_relay.send(true);
         let _ = self.relay.await;
         self.serve.shutdown().await.unwrap();
-        clean_up(&self.bootstrap, &self.registry, &self.topic, &self.prefix).await;
+        let plaintext = env("KAFKA_BOOTSTRAP_SERVERS");
+        clean_up(&plaintext, &self.registry, &self.topic, &self.prefix).await;
     }
 }
 

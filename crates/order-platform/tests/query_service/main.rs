@@ -8,3 +8,4 @@ mod support;
 mod harness;
 mod kills;
 mod read_your_writes;
+mod secure_kafka;

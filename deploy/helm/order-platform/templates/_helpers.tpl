@@ -96,6 +96,15 @@ The secret settings of one component: (variable, key in the Secret) pairs.
       name: {{ include "order-platform.secretName" $root }}
       key: database-url
 {{- end }}
+{{- if has $name (list "relay" "query-service") }}
+# TLS and SASL to the brokers, when the Secret has them (security.protocol=sasl_ssl;…).
+- name: ORDER_PLATFORM_KAFKA_OPTIONS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "order-platform.secretName" $root }}
+      key: kafka-options
+      optional: true
+{{- end }}
 {{- if and (eq $name "gateway") $root.Values.settings.sharedRateLimits }}
 - name: ORDER_PLATFORM_REDIS_URL
   valueFrom:
