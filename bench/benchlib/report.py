@@ -28,6 +28,14 @@ def add_ratios(results: dict) -> None:
             run["ratioToLimit"] = round(run["commandsPerSecond"] / base, 3) if base else None
 
 
+def _behind(r: dict) -> str:
+    behind = r.get("projectorBehindAtEnd")
+    if behind is None:
+        return "–"
+    catch_up = r.get("projectorCatchUpSeconds")
+    return f"{behind:,}" + (f" ({catch_up} s to catch up)" if behind else "")
+
+
 def _f(value, digits=1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -65,8 +73,9 @@ def markdown(results: dict) -> str:
                          f"{_f(r['dbCpuSecondsPer1000'], 3)} | {_f(r.get('diskFlushesPerSecond'))} → "
                          f"{_f(a.get('diskFlushesPerSecond'))} |")
         lines += ["", "| scenario | concurrency | commands/s | × limit | p50 ms | p95 ms | p99 ms | "
-                  "errors | server CPU-s / 1k cmd | DB CPU-s / 1k cmd | cmd / batch | DB xact / cmd | load |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+                  "errors | server CPU-s / 1k cmd | DB CPU-s / 1k cmd | cmd / batch | DB xact / cmd "
+                  "| read model behind at end (events) | load |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         runs = entry["runs"] + ([entry["halfRate"]] if "halfRate" in entry else [])
         for r in runs:
             name = r["scenario"] + (f" @ {r['targetRate']}/s" if "targetRate" in r else "")
@@ -76,7 +85,7 @@ def markdown(results: dict) -> str:
                 f"{_f(r.get('ratioToLimit'), 2)} | {_f(lat['p50'], 2)} | {_f(lat.get('p95'), 2)} | "
                 f"{_f(lat['p99'], 2)} | {r['errors']} | {_f(r['serverCpuSecondsPer1000Commands'], 3)} | "
                 f"{_f(r.get('dbCpuSecondsPer1000Commands'), 3)} | {_f(r.get('avgCommandsPerBatch'), 2)} | "
-                f"{_f(r.get('dbCommitsPerCommand'), 2)} | {r['loadBefore']} |")
+                f"{_f(r.get('dbCommitsPerCommand'), 2)} | {_behind(r)} | {r['loadBefore']} |")
         lines.append("")
         half = entry.get("halfRate")
         if half and half.get("visibility", {}).get("requested"):

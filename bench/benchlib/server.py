@@ -80,6 +80,26 @@ class Server:
                 count = float(line.split()[-1])
         return total, count
 
+    def projector_behind(self) -> int | None:
+        """Events the embedded read model has not applied yet (measured by the server every
+        second), None when the metric is absent."""
+        with urllib.request.urlopen(f"{self.base_url}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("order_platform_projector_events_behind "):
+                    return int(float(line.split()[-1]))
+        return None
+
+    def wait_caught_up(self, timeout: float = 300) -> float:
+        """Waits until the embedded read model has applied every event (a run must not start
+        with the previous one's backlog); returns the seconds waited."""
+        started = time.monotonic()
+        time.sleep(1.1)  # the server measures the backlog once a second
+        while (self.projector_behind() or 0) > 0:
+            if time.monotonic() - started > timeout:
+                raise SystemExit(f"bench/run: the read model did not catch up within {timeout} s")
+            time.sleep(0.5)
+        return round(time.monotonic() - started, 1)
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -108,12 +128,19 @@ def run_loadgen(loadgen: Path, server: Server, token: str, scenario: str, concur
         args.append("--visibility-under-load")
     if rate:
         args += ["--rate", str(rate)]
+    server.wait_caught_up()  # the previous run's backlog, if any, is not this run's
     batch_before = server.batch_histogram()
     commits_before = pg_commits() if pg_commits else None
     server_before = procstat.own_seconds(server.proc.pid)
     db_before = procstat.tree_seconds(db_pid) if db_pid else 0.0
     done = subprocess.run(args, capture_output=True, text=True,
                           env={**os.environ, "ORDER_LOADGEN_TOKEN": token})
+    # A run's commands are done when their events are in the read model too: how far it was
+    # behind when the load stopped says whether it kept up; its CPU until it has caught up
+    # belongs to this run (a projector that falls behind only moves its work later).
+    time.sleep(1.1)
+    behind_at_end = server.projector_behind()
+    catch_up = server.wait_caught_up()
     server_cpu = procstat.own_seconds(server.proc.pid) - server_before
     db_cpu = (procstat.tree_seconds(db_pid) - db_before) if db_pid else None
     if done.returncode not in (0, 2) or not json_path.exists():
@@ -123,6 +150,8 @@ def run_loadgen(loadgen: Path, server: Server, token: str, scenario: str, concur
     result["serverCpuSecondsPer1000Commands"] = round(server_cpu / issued * 1000, 3)
     result["dbCpuSecondsPer1000Commands"] = (
         round(db_cpu / issued * 1000, 3) if db_cpu is not None else None)
+    result["projectorBehindAtEnd"] = behind_at_end
+    result["projectorCatchUpSeconds"] = catch_up
     batch_after = server.batch_histogram()
     batches = batch_after[1] - batch_before[1]
     result["groupCommitBatches"] = int(batches)
