@@ -3,7 +3,8 @@
 //! One loop: read up to [`BATCH`] events after the checkpoint, apply them with
 //! the new checkpoint in one read-store transaction, publish the progress.
 //! When the log has nothing new it sleeps until [`Projector::wake`] or
-//! [`IDLE_POLL`], whichever comes first. Errors are logged and retried with
+//! [`IDLE_POLL`], whichever comes first; after a pass that found less than a
+//! full batch, the next one starts [`COALESCE`] after it began. Errors are logged and retried with
 //! exponential back-off; the loop never skips an event and never panics.
 //!
 //! Progress is published on a `tokio::sync::watch` channel, which is what
@@ -28,6 +29,11 @@ use tokio::sync::{Mutex, Notify, watch};
 pub const BATCH: usize = 500;
 /// How long an idle projector waits for a wake-up before looking at the log anyway.
 pub const IDLE_POLL: Duration = Duration::from_millis(50);
+/// Shortest time from one pass to the next unless a pass found a full batch waiting: the
+/// events of a few milliseconds are applied in one transaction. Each transaction costs a
+/// write of every page it touched (index edges, the search index's new segment, which it
+/// then merges), so thousands of tiny ones a second cost more than the events in them.
+pub const COALESCE: Duration = Duration::from_millis(5);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often [`Projector::watch_lag`] measures the backlog.
@@ -45,8 +51,8 @@ enum PassError {
 }
 
 enum Pass {
-    /// Applied events; look again at once.
-    Progressed,
+    /// Applied this many events; look again (at once after a full batch).
+    Progressed(usize),
     /// Nothing new in the log.
     Idle,
 }
@@ -168,6 +174,7 @@ impl Projector {
         let mut shutdown = pin!(shutdown);
         let mut backoff = BACKOFF_START;
         loop {
+            let started = Instant::now();
             let outcome = tokio::select! {
                 biased;
                 () = &mut shutdown => return,
@@ -178,9 +185,13 @@ impl Projector {
                 self.lock_state().failing = None;
             }
             let (pause, wakeable) = match outcome {
-                Ok(Pass::Progressed) => {
+                Ok(Pass::Progressed(applied)) => {
                     backoff = BACKOFF_START;
-                    continue;
+                    if applied >= BATCH {
+                        continue;
+                    }
+                    // Wake-ups during the pause are kept (a permit) and cut no pause short.
+                    (COALESCE.saturating_sub(started.elapsed()), false)
                 }
                 Ok(Pass::Idle) => {
                     backoff = BACKOFF_START;
@@ -251,7 +262,7 @@ impl Projector {
         Ok(if batch.events.is_empty() {
             Pass::Idle
         } else {
-            Pass::Progressed
+            Pass::Progressed(batch.events.len())
         })
     }
 
