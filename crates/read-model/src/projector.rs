@@ -4,7 +4,8 @@
 //! the new checkpoint in one read-store transaction, publish the progress.
 //! When the log has nothing new it sleeps until [`Projector::wake`] or
 //! [`IDLE_POLL`], whichever comes first; after a pass that found less than a
-//! full batch, the next one starts [`COALESCE`] after it began. Errors are logged and retried with
+//! full batch, the next one starts [`COALESCE`] after it began, or at once when
+//! a reader waits for a write ([`Projector::wait_for`]). Errors are logged and retried with
 //! exponential back-off; the loop never skips an event and never panics.
 //!
 //! Progress is published on a `tokio::sync::watch` channel, which is what
@@ -33,6 +34,7 @@ pub const IDLE_POLL: Duration = Duration::from_millis(50);
 /// events of a few milliseconds are applied in one transaction. Each transaction costs a
 /// write of every page it touched (index edges, the search index's new segment, which it
 /// then merges), so thousands of tiny ones a second cost more than the events in them.
+/// A reader waiting for its write ends the pause at once: nobody waits for the saving.
 pub const COALESCE: Duration = Duration::from_millis(5);
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -62,6 +64,8 @@ pub struct Projector {
     events: Arc<dyn EventStore>,
     read: Arc<dyn ReadStore>,
     wake: Notify,
+    /// A reader waits for a position not applied yet: the loop skips its pause.
+    awaited: Notify,
     progress: watch::Sender<Checkpoint>,
     /// The loop's checkpoint (`None`: load it from the read store). Held for each
     /// read-and-apply pass, and by `rebuild`, so the two never interleave.
@@ -121,6 +125,7 @@ impl Projector {
             events,
             read,
             wake: Notify::new(),
+            awaited: Notify::new(),
             progress: watch::Sender::new(Checkpoint::default()),
             pass: Mutex::new(None),
             state: std::sync::Mutex::new(LoopState {
@@ -175,6 +180,7 @@ impl Projector {
         let mut backoff = BACKOFF_START;
         loop {
             let started = Instant::now();
+            let mut coalescing = false;
             let outcome = tokio::select! {
                 biased;
                 () = &mut shutdown => return,
@@ -190,7 +196,9 @@ impl Projector {
                     if applied >= BATCH {
                         continue;
                     }
-                    // Wake-ups during the pause are kept (a permit) and cut no pause short.
+                    // Wake-ups during the pause are kept (a permit) and cut no pause short;
+                    // a waiting reader does.
+                    coalescing = true;
                     (COALESCE.saturating_sub(started.elapsed()), false)
                 }
                 Ok(Pass::Idle) => {
@@ -218,6 +226,7 @@ impl Projector {
                 biased;
                 () = &mut shutdown => return,
                 () = self.wake.notified(), if wakeable => {}
+                () = self.awaited.notified(), if coalescing => {}
                 () = tokio::time::sleep(pause) => {}
             }
         }
@@ -334,6 +343,9 @@ impl Projector {
     /// Resolves `true` once the applied checkpoint covers `token`, `false` after `timeout`.
     pub async fn wait_for(&self, token: ConsistencyToken, timeout: Duration) -> bool {
         let mut progress = self.progress.subscribe();
+        if progress.borrow().covered < token {
+            self.awaited.notify_one();
+        }
         matches!(
             tokio::time::timeout(timeout, progress.wait_for(|cp| cp.covered >= token)).await,
             Ok(Ok(_))
