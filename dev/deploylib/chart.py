@@ -111,6 +111,9 @@ def check_chart_env(results: Results, environment: str, objects: list[dict], hel
                 secret = ref and by_kind_name.get(("Secret", ref["name"]))
                 data = (secret.get("stringData") or secret.get("data") or {}) if secret else {}
                 if secret and ref["key"] not in data:
+                    # An optional key may be absent: Kubernetes then leaves the variable unset.
+                    if ref.get("optional") is True:
+                        continue
                     problems.append(f"{e['name']}: Secret {ref['name']} has no key {ref['key']}")
                 values[e["name"]] = e.get("value") if not ref else data.get(ref["key"])
             problems += env_problems(subcommand, set(values), helps)
