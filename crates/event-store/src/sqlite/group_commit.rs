@@ -24,7 +24,7 @@ use crate::{
     violation,
 };
 use chrono::Utc;
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -93,49 +93,99 @@ async fn committer(
 }
 
 /// Commits the requests that pass their checks; one answer per request, in order.
+///
+/// A few statements per batch, not per command: each is a round trip to the thread the
+/// connection runs on. The stored versions of the batch's streams in one query; then the
+/// checks, in arrival order, against the versions as the batch leaves them; then every
+/// accepted event in one insert (per [`ROWS_PER_INSERT`]), in arrival order, so positions
+/// are drawn in that order.
 async fn commit(pool: &SqlitePool, requests: &[AppendRequest]) -> Result<Vec<Result<Appended>>> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    // Versions as this batch has left them, and the keys it has used.
-    let mut versions: HashMap<Uuid, u64> = HashMap::new();
+    let mut versions = stored_versions(&mut tx, requests).await?;
     let mut used_keys: HashSet<&str> = HashSet::new();
-    let mut answers = Vec::with_capacity(requests.len());
-    for request in requests {
-        let actual = match versions.get(&request.stream_id) {
-            Some(v) => *v,
-            None => current_version(&mut tx, request.stream_id).await?,
-        };
+    // (request, its stream's version before it) for every request that passed.
+    let mut accepted: Vec<(usize, u64)> = Vec::with_capacity(requests.len());
+    let mut answers: Vec<Option<Result<Appended>>> = Vec::with_capacity(requests.len());
+    for (index, request) in requests.iter().enumerate() {
+        let actual = versions.get(&request.stream_id).copied().unwrap_or(0);
         if actual != request.expected_version {
-            answers.push(Err(StoreError::Conflict {
+            answers.push(Some(Err(StoreError::Conflict {
                 stream_id: request.stream_id,
                 expected: request.expected_version,
                 actual,
-            }));
+            })));
             continue;
         }
-        if let Some((key, _)) = &request.idempotency
-            && (used_keys.contains(key.as_str()) || key_taken(&mut tx, key).await?)
-        {
-            answers.push(Err(StoreError::IdempotencyKeyTaken));
-            continue;
-        }
-        let appended = insert(&mut tx, request, actual).await?;
-        versions.insert(request.stream_id, appended.last_version);
-        if let Some((key, _)) = &request.idempotency {
+        if let Some((key, stored)) = &request.idempotency {
+            if used_keys.contains(key.as_str()) || key_taken(&mut tx, key).await? {
+                answers.push(Some(Err(StoreError::IdempotencyKeyTaken)));
+                continue;
+            }
+            record_key(&mut tx, key, stored).await?;
             used_keys.insert(key);
         }
-        answers.push(Ok(appended));
+        versions.insert(request.stream_id, actual + request.events.len() as u64);
+        accepted.push((index, actual));
+        answers.push(None);
+    }
+    let positions = insert_events(&mut tx, requests, &accepted).await?;
+    for (index, before) in accepted {
+        let request = &requests[index];
+        let last_position = match request.events.last() {
+            Some(event) => *positions.get(&event.event_id).ok_or_else(|| {
+                StoreError::Unavailable(format!(
+                    "the insert returned no position for event {}",
+                    event.event_id
+                ))
+            })?,
+            None => 0,
+        };
+        answers[index] = Some(Ok(Appended {
+            last_version: before + request.events.len() as u64,
+            last_position,
+            consistency_token: ConsistencyToken(last_position as u64),
+        }));
     }
     tx.commit().await?;
-    Ok(answers)
+    Ok(answers
+        .into_iter()
+        .map(|answer| answer.expect("every request was answered"))
+        .collect())
 }
 
-async fn current_version(tx: &mut Transaction<'_, Sqlite>, stream: Uuid) -> Result<u64> {
-    let v: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?")
-            .bind(stream.to_string())
-            .fetch_one(&mut **tx)
-            .await?;
-    to_u64(v, "version")
+/// Event rows per insert statement: 12 bound values each, well under SQLite's 32,766.
+const ROWS_PER_INSERT: usize = 500;
+
+/// The stored version of each stream of `requests` (absent: none stored yet).
+async fn stored_versions(
+    tx: &mut Transaction<'_, Sqlite>,
+    requests: &[AppendRequest],
+) -> Result<HashMap<Uuid, u64>> {
+    let streams: Vec<String> = requests
+        .iter()
+        .map(|r| r.stream_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect();
+    let mut versions = HashMap::with_capacity(streams.len());
+    for chunk in streams.chunks(ROWS_PER_INSERT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT stream_id, MAX(version) FROM events WHERE stream_id IN (",
+        );
+        let mut list = query.separated(", ");
+        for stream in chunk {
+            list.push_bind(stream);
+        }
+        query.push(") GROUP BY stream_id");
+        for row in query.build().fetch_all(&mut **tx).await? {
+            let stream: String = row.try_get(0)?;
+            let stream = Uuid::parse_str(&stream)
+                .map_err(|e| StoreError::Corrupt(format!("stream id {stream:?}: {e}")))?;
+            versions.insert(stream, to_u64(row.try_get(1)?, "version")?);
+        }
+    }
+    Ok(versions)
 }
 
 async fn key_taken(tx: &mut Transaction<'_, Sqlite>, key: &str) -> Result<bool> {
@@ -146,63 +196,91 @@ async fn key_taken(tx: &mut Transaction<'_, Sqlite>, key: &str) -> Result<bool> 
     Ok(found.is_some())
 }
 
-/// Writes one checked request: its idempotency record and its events.
-async fn insert(
+async fn record_key(
     tx: &mut Transaction<'_, Sqlite>,
-    request: &AppendRequest,
-    actual: u64,
-) -> Result<Appended> {
-    let stream = request.stream_id.to_string();
-    if let Some((key, stored)) = &request.idempotency {
-        sqlx::query(
-            "INSERT INTO idempotency (key, request_hash, status, response, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(key)
-        .bind(&stored.request_hash)
-        .bind(i64::from(stored.status))
-        .bind(stored.response.to_string())
-        .bind(Utc::now())
-        .execute(&mut **tx)
-        .await?;
+    key: &str,
+    stored: &crate::StoredResponse,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO idempotency (key, request_hash, status, response, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(key)
+    .bind(&stored.request_hash)
+    .bind(i64::from(stored.status))
+    .bind(stored.response.to_string())
+    .bind(Utc::now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts the events of the `accepted` requests, in that order; the position of each.
+async fn insert_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    requests: &[AppendRequest],
+    accepted: &[(usize, u64)],
+) -> Result<HashMap<Uuid, i64>> {
+    struct Row<'a> {
+        request: &'a AppendRequest,
+        event: &'a crate::NewEvent,
+        stream: String,
+        version: i64,
     }
-    let mut version = actual;
-    let mut last_position = 0;
-    let meta = &request.metadata;
-    for event in &request.events {
-        version += 1;
-        last_position = sqlx::query_scalar(&format!(
-            "INSERT INTO events ({}) \
-             VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING global_position",
-            super::EVENT_COLUMNS
-        ))
-        .bind(event.event_id.to_string())
-        .bind(&stream)
-        .bind(to_i64(version)?)
-        .bind(&event.event_type)
-        .bind(i64::from(event.schema_version))
-        .bind(event.data.to_string())
-        .bind(event.occurred_at)
-        .bind(&event.actor)
-        .bind(&meta.correlation_id)
-        .bind(meta.command_id.to_string())
-        .bind(&meta.traceparent)
-        .bind(&meta.idempotency_key)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(|e| match violation(&e) {
-            // Unreachable while this committer is the only writer, but the schema has the last word.
-            Some(Violation::StreamVersion) => StoreError::Conflict {
-                stream_id: request.stream_id,
-                expected: request.expected_version,
-                actual: version - 1,
-            },
-            _ => e.into(),
-        })?;
+    let mut rows = Vec::new();
+    for (index, before) in accepted {
+        let request = &requests[*index];
+        let stream = request.stream_id.to_string();
+        for (offset, event) in request.events.iter().enumerate() {
+            rows.push(Row {
+                request,
+                event,
+                stream: stream.clone(),
+                version: to_i64(before + offset as u64 + 1)?,
+            });
+        }
     }
-    Ok(Appended {
-        last_version: version,
-        last_position,
-        consistency_token: ConsistencyToken(last_position as u64),
-    })
+    let mut positions = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut insert =
+            QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({}) ", super::EVENT_COLUMNS));
+        insert.push_values(chunk, |mut values, row| {
+            let meta = &row.request.metadata;
+            values
+                .push("NULL")
+                .push_bind(row.event.event_id.to_string())
+                .push_bind(&row.stream)
+                .push_bind(row.version)
+                .push_bind(&row.event.event_type)
+                .push_bind(i64::from(row.event.schema_version))
+                .push_bind(row.event.data.to_string())
+                .push_bind(row.event.occurred_at)
+                .push_bind(&row.event.actor)
+                .push_bind(&meta.correlation_id)
+                .push_bind(meta.command_id.to_string())
+                .push_bind(&meta.traceparent)
+                .push_bind(&meta.idempotency_key);
+        });
+        insert.push(" RETURNING event_id, global_position");
+        let returned =
+            insert
+                .build()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(|e| match violation(&e) {
+                    // Unreachable while this committer is the only writer, but the schema has the
+                    // last word: the whole batch fails, none of it committed.
+                    Some(Violation::StreamVersion) => StoreError::Unavailable(
+                        "a version of a stream in this batch was written by another writer".into(),
+                    ),
+                    _ => e.into(),
+                })?;
+        for row in returned {
+            let event_id: String = row.try_get(0)?;
+            let event_id = Uuid::parse_str(&event_id)
+                .map_err(|e| StoreError::Corrupt(format!("event id {event_id:?}: {e}")))?;
+            positions.insert(event_id, row.try_get(1)?);
+        }
+    }
+    Ok(positions)
 }
