@@ -97,7 +97,7 @@ async fn committer(
 /// A few statements per batch, not per command: each is a round trip to the thread the
 /// connection runs on. The stored versions of the batch's streams in one query; then the
 /// checks, in arrival order, against the versions as the batch leaves them; then every
-/// accepted event in one insert (per [`ROWS_PER_INSERT`]), in arrival order, so positions
+/// accepted event in one insert (per [`ROWS_PER_STATEMENT`]), in arrival order, so positions
 /// are drawn in that order.
 async fn commit(pool: &SqlitePool, requests: &[AppendRequest]) -> Result<Vec<Result<Appended>>> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -153,8 +153,8 @@ async fn commit(pool: &SqlitePool, requests: &[AppendRequest]) -> Result<Vec<Res
         .collect())
 }
 
-/// Event rows per insert statement: 12 bound values each, well under SQLite's 32,766.
-const ROWS_PER_INSERT: usize = 500;
+/// Rows (or stream ids) per statement: an event row binds 12 values, well under SQLite's 32,766.
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// The stored version of each stream of `requests` (absent: none stored yet).
 async fn stored_versions(
@@ -169,7 +169,7 @@ async fn stored_versions(
         .map(|id| id.to_string())
         .collect();
     let mut versions = HashMap::with_capacity(streams.len());
-    for chunk in streams.chunks(ROWS_PER_INSERT) {
+    for chunk in streams.chunks(ROWS_PER_STATEMENT) {
         let mut query = QueryBuilder::<Sqlite>::new(
             "SELECT stream_id, MAX(version) FROM events WHERE stream_id IN (",
         );
@@ -241,7 +241,7 @@ async fn insert_events(
         }
     }
     let mut positions = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let mut insert =
             QueryBuilder::<Sqlite>::new(format!("INSERT INTO events ({}) ", super::EVENT_COLUMNS));
         insert.push_values(chunk, |mut values, row| {

@@ -4,7 +4,7 @@
 
 use crate::support::{TempDir, TestDatabase};
 use order_auth::{LocalSigningKey, Role};
-use order_platform::{App, ServeArgs};
+use order_platform::{App, QueryServiceApp, QueryServiceArgs, ServeArgs};
 use order_relay::{KafkaConnection, Relay, RelayConfig};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -194,6 +194,17 @@ impl Stack {
         self.key
             .issue(sub, &[role], chrono::Utc::now(), chrono::Duration::hours(1))
             .unwrap()
+    }
+
+    /// A query service on this stack, in process, started (its consumer running).
+    pub async fn start_query_service(&self) -> QueryServiceApp {
+        let mut flags = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
+        flags.extend(self.query_flags());
+        let query = QueryServiceApp::start(QueryServiceArgs::from_flags(flags).unwrap())
+            .await
+            .expect("the query service starts");
+        query.started().await;
+        query
     }
 
     /// The flags of a query service on this stack.

@@ -6,7 +6,6 @@
 
 use crate::harness::{Http, Stack};
 use order_auth::Role;
-use order_platform::{QueryServiceApp, QueryServiceArgs};
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
@@ -15,12 +14,7 @@ use uuid::Uuid;
 async fn a_query_with_a_token_sees_the_write_through_kafka() {
     let stack = Stack::start().await;
     let ops = stack.token("ops1", Role::Ops);
-    let mut flags = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
-    flags.extend(stack.query_flags());
-    let query = QueryServiceApp::start(QueryServiceArgs::from_flags(flags).unwrap())
-        .await
-        .expect("the query service starts");
-    query.started().await;
+    let query = stack.start_query_service().await;
     let commands = Http::new(stack.serve.addr());
     let queries = Http::new(query.addr());
 

@@ -6,7 +6,6 @@
 use crate::harness::{Http, KafkaLink, Stack, env};
 use crate::support::order_platform;
 use order_auth::Role;
-use order_platform::{QueryServiceApp, QueryServiceArgs};
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 
@@ -14,16 +13,12 @@ use std::time::{Duration, Instant};
 async fn the_relay_and_the_query_service_work_over_sasl_ssl() {
     let stack = Stack::start_on(KafkaLink::sasl_ssl(&env("KAFKA_SASL_PASSWORD"))).await;
     let ops = stack.token("ops1", Role::Ops);
-    let mut flags = vec!["--listen".to_string(), "127.0.0.1:0".to_string()];
-    flags.extend(stack.query_flags());
+    let flags = stack.query_flags();
     assert!(
         flags.iter().any(|f| f == "security.protocol=sasl_ssl"),
         "{flags:?}"
     );
-    let query = QueryServiceApp::start(QueryServiceArgs::from_flags(flags).unwrap())
-        .await
-        .expect("the query service starts");
-    query.started().await;
+    let query = stack.start_query_service().await;
     let commands = Http::new(stack.serve.addr());
     let queries = Http::new(query.addr());
 
